@@ -1,0 +1,58 @@
+"""Plain data types that flow between encoders, stores, retrievers and the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lens_rag.sparse import SparseVector
+
+__all__ = ["Document", "SourceHit", "ScoredDocument"]
+
+
+@dataclass
+class Document:
+    """A passage to index: a stable id, its text and metadata, and optionally its embeddings.
+
+    :param id: stable identifier; writing a document with an existing id replaces it.
+    :param content: the passage text (BM25 indexes it).
+    :param meta: JSON-serialisable metadata; filters match on it.
+    :param embedding: dense vector, when a dense encoder has run.
+    :param sparse_embedding: lexicon vector, when a sparse encoder has run.
+    """
+
+    id: str
+    content: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    embedding: list[float] | None = None
+    sparse_embedding: SparseVector | None = None
+
+    def without_embeddings(self) -> Document:
+        return replace(self, embedding=None, sparse_embedding=None)
+
+
+@dataclass(frozen=True)
+class SourceHit:
+    """Where one retriever placed a document: its raw score and 1-based rank."""
+
+    score: float
+    rank: int
+
+
+@dataclass
+class ScoredDocument:
+    """A retrieved document with its final score and rank, and each source's own score and rank.
+
+    After fusion, `sources` maps retriever name (e.g. `"bm25"`, `"sparse"`, `"dense"`) to the
+    :class:`SourceHit` it came from; a single retriever fills one entry. Users ask for these —
+    the peers drop them after fusion.
+    """
+
+    document: Document
+    score: float
+    rank: int = 0
+    sources: dict[str, SourceHit] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.document.id
