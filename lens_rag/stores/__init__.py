@@ -2,4 +2,4 @@
 
 from lens_rag.stores.base import AsyncStore, Store, WriteResult
 
-__all__ = ["Store", "AsyncStore", "WriteResult"]
+__all__ = ["AsyncStore", "Store", "WriteResult"]

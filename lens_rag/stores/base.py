@@ -14,7 +14,7 @@ from lens_rag.documents import Document, ScoredDocument
 from lens_rag.filters import Filters
 from lens_rag.sparse import SparseVector
 
-__all__ = ["Store", "AsyncStore", "WriteResult"]
+__all__ = ["AsyncStore", "Store", "WriteResult"]
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""Bulk actions and per-item results (pure functions shared by the sync and async write paths)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lens_rag.documents import Document
+from lens_rag.stores.elasticsearch.mappings import CONTENT_FIELD, DENSE_FIELD, META_FIELD, SPARSE_FIELD
+
+__all__ = ["delete_actions", "document_source", "index_actions", "item_failure", "validate_document"]
+
+
+def validate_document(doc: Any, dense_dims: int | None) -> str | None:
+    """Why `doc` cannot be written (checked before sending), or `None`. The server checks the rest."""
+    if not isinstance(doc, Document):
+        return f"expected a lens_rag Document, got {type(doc).__name__}"
+    if not isinstance(doc.id, str) or not doc.id:
+        return "id must be a non-empty string"
+    if len(doc.id.encode()) > 512:
+        return "id is longer than Elasticsearch's 512-byte _id limit; use a shorter stable id"
+    if not isinstance(doc.content, str) or not doc.content.strip():
+        return "content is empty; drop the document or give it text"
+    if doc.embedding is not None:
+        if dense_dims is not None and len(doc.embedding) != dense_dims:
+            return f"embedding has {len(doc.embedding)} dimensions, the index holds {dense_dims}"
+        if not all(math.isfinite(float(x)) for x in doc.embedding):
+            return "embedding has NaN or infinite values"
+    if doc.sparse_embedding is not None and len(doc.sparse_embedding) and float(doc.sparse_embedding.values.min()) <= 0:
+        return "sparse_embedding has non-positive weights (Elasticsearch sparse_vector needs them > 0)"
+    try:
+        json.dumps(doc.meta)
+    except (TypeError, ValueError) as e:
+        return f"meta is not JSON-serialisable ({e})"
+    return None
+
+
+def document_source(doc: Document) -> dict[str, Any]:
+    """The `_source` written for a document; empty sparse vectors are left out (ES rejects `{}`)."""
+    source: dict[str, Any] = {CONTENT_FIELD: doc.content, META_FIELD: doc.meta}
+    if doc.embedding is not None:
+        source[DENSE_FIELD] = [float(x) for x in doc.embedding]
+    if doc.sparse_embedding is not None and len(doc.sparse_embedding):
+        source[SPARSE_FIELD] = doc.sparse_embedding.to_dict()
+    return source
+
+
+def index_actions(index: str, documents: Iterable[Document]) -> Iterable[dict[str, Any]]:
+    """`index` actions with `_id` = `Document.id`: writing again replaces, so re-indexing is idempotent."""
+    for doc in documents:
+        yield {"_op_type": "index", "_index": index, "_id": doc.id, "_source": document_source(doc)}
+
+
+def delete_actions(index: str, ids: Iterable[str]) -> Iterable[dict[str, Any]]:
+    for doc_id in ids:
+        yield {"_op_type": "delete", "_index": index, "_id": doc_id}
+
+
+def item_failure(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    """`(id, reason)` for a failed bulk item, `None` for a success (a delete of a missing id is no failure)."""
+    op, result = next(iter(item.items()))
+    status = int(result.get("status", 200))
+    if status < 300 or (op == "delete" and status == 404):
+        return None
+    error = result.get("error")
+    if isinstance(error, Mapping):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    else:
+        reason = str(error or result.get("exception") or f"HTTP {status}")
+    return str(result.get("_id", "?")), f"HTTP {status} {reason}"
