@@ -26,7 +26,7 @@ from typing import Any
 from lens_rag.documents import ScoredDocument
 from lens_rag.errors import ConfigurationError
 from lens_rag.filters import Filters
-from lens_rag.lamer import truncate_candidates
+from lens_rag.lamer import passage_text, truncate_candidates
 from lens_rag.llm.base import LLMClient
 from lens_rag.retrieval import Retriever
 
@@ -136,12 +136,6 @@ def _passage_line(number: int, hit: ScoredDocument, text: str) -> str:
     return f"[{number}] {text}"
 
 
-def _passage_text(hit: ScoredDocument) -> str:
-    title = hit.document.meta.get("title")
-    text = hit.document.content if not title else f"{title}. {hit.document.content}"
-    return _SPACES.sub(" ", text).strip()
-
-
 def build_answer_prompt(
     question: str,
     passages: Sequence[ScoredDocument],
@@ -159,7 +153,7 @@ def build_answer_prompt(
     for placeholder in ("{passages}", "{question}"):
         if placeholder not in template:
             raise ConfigurationError(f"template must contain {placeholder}, got {template[:80]!r}")
-    texts = truncate_candidates([_passage_text(p) for p in passages], passage_token_budget)
+    texts = truncate_candidates([passage_text(p) for p in passages], passage_token_budget)
     lines = "\n".join(_passage_line(i, p, t) for i, (p, t) in enumerate(zip(passages, texts, strict=True), start=1))
     user = template.replace("{passages}", lines or "(no passages were found)").replace("{question}", question)
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]

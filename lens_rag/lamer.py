@@ -49,6 +49,7 @@ __all__ = [
     "approx_token_count",
     "build_prompt",
     "compose_query",
+    "passage_text",
     "truncate_candidates",
 ]
 
@@ -144,10 +145,12 @@ def truncate_candidates(
     return out
 
 
-def _passage_text(hit: ScoredDocument) -> str:
+def passage_text(hit: ScoredDocument) -> str:
+    """A passage as one line for a prompt: title (unless the content starts with it) and content, spaces collapsed."""
     doc = hit.document
     title = doc.meta.get("title") if isinstance(doc.meta, dict) else None
-    text = doc.content if not title else f"{title}. {doc.content}"
+    # Ingested content already starts with its title (lens_rag.ingest); prefix it only when it does not.
+    text = doc.content if not title or doc.content.lstrip().startswith(str(title)) else f"{title}. {doc.content}"
     return _SPACES.sub(" ", text).strip()
 
 
@@ -298,7 +301,7 @@ class LameRRetriever:
 
     def prompt_for(self, query: str, candidates: Sequence[ScoredDocument]) -> str:
         """The prompt LameR sends for `query` and these first-stage results (candidates truncated to the budget)."""
-        texts = truncate_candidates([_passage_text(c) for c in candidates], self.candidate_token_budget)
+        texts = truncate_candidates([passage_text(c) for c in candidates], self.candidate_token_budget)
         return build_prompt(query, texts, self.template)
 
     def _cache_key(self, prompt: str) -> str:

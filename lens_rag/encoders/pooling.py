@@ -33,9 +33,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Vocabulary columns per chunk of the head matmul: 8,192 columns x 256 positions x 4 bytes = 8 MiB per
-# document, small enough to stay near the cache and large enough for an efficient GEMM.
-DEFAULT_VOCAB_CHUNK = 8192
+# Head rows per chunk of the head matmul: 16,384 rows x 256 positions x 4 bytes = 16 MiB per document.
+# Measured on 2 CPU cores with SPLADE-tiny: 8k-16k chunks are fastest; below 4k the GEMMs get inefficient.
+DEFAULT_VOCAB_CHUNK = 16384
 
 
 def validate_texts(texts: Sequence[str], param: str = "texts") -> list[str]:
@@ -99,14 +99,15 @@ def max_pool_saturated_logits(
     pool_mask = pool_mask.to(torch.bool)
     out = torch.empty((b, v), dtype=hidden.dtype, device=hidden.device)
     lengths = pool_mask.sum(dim=1).tolist()
-    # Contiguous pooled spans (the usual case: real tokens after sorting/padding) avoid masking [L, V].
+    # Only the pooled positions of each row go through the head: no work is spent on padding.
     for i in range(b):
         if lengths[i] == 0:
             out[i].fill_(float("-inf"))
             continue
         h = hidden[i][pool_mask[i]]  # [n_i, H]: pooled positions only, no padding work
         for s in range(0, v, vocab_chunk):
-            torch.amax(h @ weight[s : s + vocab_chunk].T, dim=0, out=out[i, s : s + vocab_chunk])
+            # [Vc, n] with positions contiguous: the reduction runs along memory (faster than over dim 0).
+            torch.amax(weight[s : s + vocab_chunk] @ h.T, dim=1, out=out[i, s : s + vocab_chunk])
     if bias is not None:
         out += bias
     return out.relu_().log1p_()

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from lens_rag.errors import ConfigurationError
+import elasticsearch
+
+from lens_rag.errors import ConfigurationError, ConnectionFailedError, StoreError
 
 __all__ = ["DEFAULT_URL", "ConnectionSettings", "parse_version", "redact_url"]
 
@@ -57,7 +59,7 @@ class ConnectionSettings:
     :param max_retries: transport retries on connection errors and 429/502/503/504.
     """
 
-    url: str = DEFAULT_URL
+    url: str = field(default=DEFAULT_URL, repr=False)
     api_key: str | None = field(default=None, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     ca_certs: str | None = None
@@ -77,7 +79,7 @@ class ConnectionSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
-        """Read ES_URL, ES_API_KEY, ES_USERNAME/ES_PASSWORD and ES_CA_CERTS; explicit overrides that are not None win."""
+        """Read ES_URL, ES_API_KEY, ES_USERNAME/ES_PASSWORD and ES_CA_CERTS; overrides that are not None win."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {"url": env.get("ES_URL") or DEFAULT_URL}
         if env.get("ES_API_KEY"):
@@ -88,6 +90,10 @@ class ConnectionSettings:
             values["ca_certs"] = env["ES_CA_CERTS"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def __repr__(self) -> str:
+        auth = "api_key" if self.api_key is not None else "basic_auth" if self.basic_auth is not None else None
+        return f"ConnectionSettings(url={self.safe_url!r}, auth={auth!r}, ca_certs={self.ca_certs!r})"
 
     @property
     def safe_url(self) -> str:
@@ -120,9 +126,6 @@ def translate_error(error: Exception, settings: ConnectionSettings, action: str)
     :param action: what was being done, e.g. ``"search index 'docs'"``.
     :returns: a :class:`ConnectionFailedError` or :class:`StoreError` to raise ``from error``.
     """
-    import elasticsearch  # noqa: PLC0415 - the client is a core dependency; imported lazily to keep import time low
-
-    from lens_rag.errors import ConnectionFailedError, StoreError  # noqa: PLC0415
 
     if isinstance(error, (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)):
         return ConnectionFailedError(
@@ -137,5 +140,7 @@ def translate_error(error: Exception, settings: ConnectionSettings, action: str)
                 f"could not {action}: Elasticsearch at {settings.safe_url} answered HTTP {status} "
                 f"({error.message}). Check ES_API_KEY or ES_USERNAME/ES_PASSWORD and the key's privileges"
             )
-        return StoreError(f"could not {action}: Elasticsearch answered HTTP {status}: {error.message} {error.info!s:.500}")
+        return StoreError(
+            f"could not {action}: Elasticsearch answered HTTP {status}: {error.message} {error.info!s:.500}"
+        )
     return StoreError(f"could not {action}: {type(error).__name__}: {error}")

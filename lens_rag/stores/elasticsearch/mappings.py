@@ -111,7 +111,9 @@ def mapping_conflicts(existing: dict[str, Any], wanted: dict[str, Any]) -> list[
             problems.append(f"'{name}' has type {got.get('type')!r}, expected {spec['type']!r}")
             continue
         if name == CONTENT_FIELD and got.get("analyzer", "standard") != spec.get("analyzer", "standard"):
-            problems.append(f"'{name}' uses analyzer {got.get('analyzer', 'standard')!r}, expected {spec['analyzer']!r}")
+            problems.append(
+                f"'{name}' uses analyzer {got.get('analyzer', 'standard')!r}, expected {spec['analyzer']!r}"
+            )
         if name == DENSE_FIELD:
             for key in ("dims", "similarity"):
                 if key in got and got[key] != spec[key]:

@@ -103,7 +103,9 @@ def bm25_request(query: str, top_k: int = 10, filters: Filters | None = None) ->
     return {"query": _with_filter(match, filters), "size": top_k, "_source": _SOURCE_EXCLUDES}
 
 
-def choose_sparse_mode(version: tuple[int, int, int], mode: SparseQueryMode = "auto") -> Literal["sparse_vector", "term"]:
+def choose_sparse_mode(
+    version: tuple[int, int, int], mode: SparseQueryMode = "auto"
+) -> Literal["sparse_vector", "term"]:
     """`sparse_vector` query from 8.15, boosted `term` queries on 8.11–8.14 (same dot product).
 
     :raises ConfigurationError: on an unknown mode, or for servers older than 8.11 (no `sparse_vector` field).
@@ -165,7 +167,7 @@ def sparse_request(
 
 def num_candidates_for(top_k: int, num_candidates: int | None = None, factor: float = 10.0) -> int:
     """`num_candidates` for kNN: explicit value, else `factor × top_k` with a floor of 100; never below `top_k`."""
-    n = num_candidates if num_candidates is not None else max(100, int(round(factor * top_k)))
+    n = num_candidates if num_candidates is not None else max(100, round(factor * top_k))
     return min(max(n, top_k), MAX_NUM_CANDIDATES)
 
 
@@ -207,7 +209,9 @@ def source_to_document(doc_id: str, source: Mapping[str, Any]) -> Document:
     )
 
 
-def hits_to_results(response: Mapping[str, Any], source: str, *, dense_similarity: str | None = None) -> list[ScoredDocument]:
+def hits_to_results(
+    response: Mapping[str, Any], source: str, *, dense_similarity: str | None = None
+) -> list[ScoredDocument]:
     """Turn a search response into ranked `ScoredDocument`s labelled with `source`.
 
     For dense hits with `cosine`/`dot_product` similarity Elasticsearch returns `(1 + sim) / 2`;

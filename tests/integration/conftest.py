@@ -1,0 +1,36 @@
+"""Fixtures shared by the integration tier (real services and models)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# --- local LLM server (scripts/llm-server.sh) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llm_url() -> str:
+    """The local LLM server's URL, from LENS_RAG_LLM_URL (set by `eval "$(scripts/llm-server.sh start)"`)."""
+    url = os.environ.get("LENS_RAG_LLM_URL")
+    if not url:
+        pytest.skip('LENS_RAG_LLM_URL is not set; start the local LLM server: eval "$(scripts/llm-server.sh start)"')
+    return url
+
+
+@pytest.fixture(scope="session")
+def llm_model() -> str | None:
+    """The served model name (LENS_RAG_LLM_MODEL), or None to let the client ask the server."""
+    return os.environ.get("LENS_RAG_LLM_MODEL") or None
+
+
+# --- Elasticsearch (scripts/elasticsearch.sh) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    """The Elasticsearch URL from ES_URL (set by `eval "$(scripts/elasticsearch.sh start)"`)."""
+    url = os.environ.get("ES_URL")
+    if not url:
+        pytest.skip('ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"')
+    return url
