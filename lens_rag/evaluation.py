@@ -271,7 +271,10 @@ def format_table(scores: Mapping[str, Mapping[str, float]], digits: int = 4) -> 
     for values in scores.values():
         metrics.extend(m for m in values if m not in metrics)
     header = ["method", *metrics]
-    rows = [[method, *(f"{values[m]:.{digits}f}" if m in values else "-" for m in metrics)] for method, values in scores.items()]
+    rows = [
+        [method, *(f"{values[m]:.{digits}f}" if m in values else "-" for m in metrics)]
+        for method, values in scores.items()
+    ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -161,9 +161,7 @@ def chunk_text(
         starts_paragraph = bool(current) and unit[1] != current[-1][1]
         too_long = words + unit[2] > chunk_size
         # a unit that starts a paragraph is its paragraph's first, so the paragraph's total is what follows
-        paragraph_break = (
-            starts_paragraph and words >= chunk_size / 2 and words + paragraph_words[unit[1]] > chunk_size
-        )
+        paragraph_break = starts_paragraph and words >= chunk_size / 2 and words + paragraph_words[unit[1]] > chunk_size
         if current and fresh and (too_long or paragraph_break):
             chunks.append(current)
             overlap: list[tuple[str, int, int]] = []
@@ -329,12 +327,12 @@ def _parse_line(path: Path, line_no: int, raw: bytes) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         raise DatasetError(
             f"{path}, line {line_no}: not valid JSON ({e.msg} at column {e.colno}); "
-            "each line must be one JSON object, e.g. {\"_id\": \"d1\", \"text\": \"...\"}"
+            'each line must be one JSON object, e.g. {"_id": "d1", "text": "..."}'
         ) from e
     if not isinstance(record, dict):
         raise DatasetError(
             f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}; "
-            "each line must be one JSON object, e.g. {\"_id\": \"d1\", \"text\": \"...\"}"
+            'each line must be one JSON object, e.g. {"_id": "d1", "text": "..."}'
         )
     return record
 
@@ -432,7 +430,7 @@ def load_source(
         jsonl = source / "corpus.jsonl" if kind == "beir" else source
         if not _has_content(jsonl):
             raise DatasetError(
-                f"{str(jsonl)!r} is empty; add one JSON object per line, e.g. {{\"_id\": \"d1\", \"text\": \"...\"}}"
+                f'{str(jsonl)!r} is empty; add one JSON object per line, e.g. {{"_id": "d1", "text": "..."}}'
             )
     if chunk is None:
         chunk = kind != "beir"

@@ -83,7 +83,9 @@ class CrossEncoderReranker:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}; e.g. 32")
         _check_top_k(top_k)
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
             raise ConfigurationError(f"max_length must be None or an integer >= 1, got {max_length!r}; e.g. 512")
         self.model = model
         self.batch_size = batch_size

@@ -29,6 +29,7 @@
 #                    as an unprivileged user that cannot enter /root)
 #   ES_USER          the unprivileged user to run as when invoked as root (default lens-es; created if missing)
 #   ES_START_TIMEOUT seconds to wait for a healthy node (default 180)
+#   ES_PURGE=1       with `stop`: also delete the instance's data (throwaway instances)
 set -euo pipefail
 
 ES_VERSION=8.12.2
@@ -255,6 +256,7 @@ cmd_stop() {
     log "pid $ES_STATE_PID is not running"
   fi
   rm -f "$STATE_FILE"
+  if [[ "${ES_PURGE:-}" == 1 ]]; then log "ES_PURGE=1: removing $INSTANCE_DIR"; rm -rf "$INSTANCE_DIR"; fi
 }
 
 cmd_status() {

@@ -11,7 +11,6 @@ steps to show that a trained head's preference comes through the reranker.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,9 @@ def reranker(cross_encoder_dir: Path) -> CrossEncoderReranker:
 
 def _candidates() -> list[ScoredDocument]:
     return [
-        ScoredDocument(Document(f"d{i}", text), score=1 / (60 + i + 1), rank=i + 1, sources={"bm25": SourceHit(5 - i, i + 1)})
+        ScoredDocument(
+            Document(f"d{i}", text), score=1 / (60 + i + 1), rank=i + 1, sources={"bm25": SourceHit(5 - i, i + 1)}
+        )
         for i, text in enumerate(PASSAGES)
     ]
 
@@ -98,45 +99,66 @@ def test_missing_model_folder(tmp_path: Path) -> None:
         CrossEncoderReranker(str(tmp_path / "no-model")).warm_up()
 
 
-def test_fine_tuned_head_prefers_relevant(cross_encoder_dir: Path, tmp_path: Path) -> None:
-    """A few optimiser steps on (query, relevant, irrelevant) triples teach the head to rank relevant first."""
+def test_trained_head_prefers_relevant(cross_encoder_dir: Path, tmp_path: Path) -> None:
+    """Training the one-output head on a handful of (query, relevant, irrelevant) triples makes the
+    reranker put relevant passages first for unseen queries.
+
+    Only the head trains, on the frozen encoder's pooled features computed once (a few seconds on a
+    shared CPU; full fine-tuning took ~30 s here for the same effect).
+    """
     torch = pytest.importorskip("torch")
     from sentence_transformers import CrossEncoder
 
     torch.manual_seed(0)
-    random.seed(0)
     train = [
         ("What causes scurvy?", "Scurvy results from vitamin C deficiency.", "The football match ended in a draw."),
         ("Who wrote Hamlet?", "Hamlet is a tragedy written by William Shakespeare.", "Paris is the capital of France."),
         ("How do plants make food?", "Plants make sugar from light by photosynthesis.", "Interest rates rose again."),
-        ("What is the boiling point of water?", "Water boils at 100 degrees Celsius at sea level.", "Cats sleep a lot."),
-        ("Where is Mount Everest?", "Mount Everest lies in the Himalayas on the Nepal–China border.", "Bread needs yeast."),
+        (
+            "What is the boiling point of water?",
+            "Water boils at 100 degrees Celsius at sea level.",
+            "Cats sleep a lot.",
+        ),
+        (
+            "Where is Mount Everest?",
+            "Mount Everest lies in the Himalayas on the Nepal–China border.",
+            "Bread needs yeast.",
+        ),
     ]
-    model = CrossEncoder(str(cross_encoder_dir), max_length=64, device="cpu")
+    model = CrossEncoder(str(cross_encoder_dir), max_length=48, device="cpu")
     net, tokenizer = model.model, model.tokenizer
-    net.train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=5e-5)
+    net.eval()
     queries = [q for q, _, _ in train] * 2
     passages = [p for _, p, _ in train] + [n for _, _, n in train]
     labels = torch.tensor([1.0] * len(train) + [0.0] * len(train))
-    batch = tokenizer(queries, passages, padding=True, truncation=True, max_length=64, return_tensors="pt")
-    for _ in range(15):
+    batch = tokenizer(queries, passages, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    with torch.no_grad():
+        features = net.bert(**batch).pooler_output
+    optimizer = torch.optim.AdamW(net.classifier.parameters(), lr=1e-2)
+    for _ in range(100):
         optimizer.zero_grad()
-        logits = net(**batch).logits.squeeze(-1)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net.classifier(features).squeeze(-1), labels)
         loss.backward()
         optimizer.step()
-    net.eval()
+    assert loss.item() < 0.3
     tuned = tmp_path / "tuned"
     model.save(str(tuned))
 
     reranker = CrossEncoderReranker(str(tuned), device="cpu")
-    # an unseen query: the relevant passage must come first, the irrelevant ones after
-    candidates = [
-        ScoredDocument(Document("off-topic", "The orchestra played a symphony by Beethoven."), 0.9, 1),
-        ScoredDocument(Document("relevant", "Lack of vitamin C in the diet causes scurvy."), 0.5, 2),
-        ScoredDocument(Document("off-topic-2", "Quarterly earnings beat analyst expectations."), 0.4, 3),
-    ]
-    results = reranker.rerank("What causes scurvy in sailors?", candidates)
-    assert results[0].id == "relevant"
-    assert results[0].sources[FUSED_SOURCE] == SourceHit(0.5, 2)
+    unseen = {
+        "What causes scurvy in sailors?": [
+            "The orchestra played a symphony by Beethoven.",
+            "Lack of vitamin C in the diet causes scurvy.",
+            "Quarterly earnings beat analyst expectations.",
+        ],
+        "Who painted the Mona Lisa?": [
+            "Stock prices fell.",
+            "Leonardo da Vinci painted the Mona Lisa.",
+            "Dogs bark.",
+        ],
+    }
+    for query, texts in unseen.items():
+        candidates = [ScoredDocument(Document(f"p{i}", t), 1.0 - i / 10, i + 1) for i, t in enumerate(texts)]
+        results = reranker.rerank(query, candidates)
+        assert results[0].id == "p1", query  # the relevant passage, second on the way in, now first
+        assert results[0].sources[FUSED_SOURCE] == SourceHit(0.9, 2)

@@ -134,3 +134,9 @@ def tiny_mlm_dir(tmp_path_factory) -> Path:
     BertForMaskedLM(config).save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_config():
+    """Factory: `tiny_decoder_config(kind, vocab_size)` for kind in {"mistral", "llama"}."""
+    return _tiny_decoder_config
