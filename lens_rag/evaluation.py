@@ -40,11 +40,11 @@ from lens_rag.ingest import _parse_line, load_source
 __all__ = [
     "DEFAULT_METRICS",
     "BeirDataset",
-    "load_beir",
     "evaluate_run",
-    "results_to_run",
     "format_table",
+    "load_beir",
     "plot_scores",
+    "results_to_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
                 score = int(fields[2])
             except ValueError as e:
                 raise DatasetError(
-                    f"{path}, line {line_no}: relevance score {fields[2]!r} is not an integer; use graded ints (0, 1, 2)"
+                    f"{path}, line {line_no}: relevance score {fields[2]!r} is not an integer; "
+                    "use graded integers (0, 1, 2)"
                 ) from e
             qrels.setdefault(fields[0], {})[fields[1]] = score
     return qrels
@@ -325,9 +326,9 @@ def plot_scores(
     axes = figure.add_subplot()
     for i, metric in enumerate(shown):
         offsets = [m + (i - (len(shown) - 1) / 2) * width for m in range(len(methods))]
-        values = [float(scores[method].get(metric, 0.0)) for method in methods]
-        bars = axes.bar(offsets, values, width, label=metric)
-        axes.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=8)
+        heights = [float(scores[method].get(metric, 0.0)) for method in methods]
+        bars = axes.bar(offsets, heights, width, label=metric)
+        axes.bar_label(bars, labels=[f"{h:.3f}" for h in heights], padding=2, fontsize=8)
     axes.set_xticks(range(len(methods)), methods)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("score")

@@ -43,6 +43,7 @@ Usage::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -57,13 +58,13 @@ from lens_rag.documents import Document
 from lens_rag.errors import ConfigurationError, DatasetError
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CHUNK_OVERLAP",
+    "DEFAULT_CHUNK_SIZE",
     "TEXT_SUFFIXES",
     "SkippedFile",
     "SourceReader",
-    "load_source",
     "chunk_text",
+    "load_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def chunk_text(
     out: list[str] = []
     for chunk in chunks:
         parts = [chunk[0][0]]
-        for prev, unit in zip(chunk, chunk[1:], strict=False):
+        for prev, unit in itertools.pairwise(chunk):
             parts.append(("\n\n" if unit[1] != prev[1] else " ") + unit[0])
         out.append("".join(parts))
     return out

@@ -36,6 +36,9 @@ def test_bad_arguments():
 
 
 def test_protocols():
-    assert isinstance(SentenceTransformerDenseEncoder("x"), DenseEncoder)
+    # isinstance() on DenseEncoder would evaluate the `dimension` property, which loads the model.
+    for member in ("name", "warm_up", "encode_queries", "encode_documents"):
+        assert hasattr(SentenceTransformerDenseEncoder("x"), member)
+    assert isinstance(SentenceTransformerDenseEncoder.dimension, property) and hasattr(DenseEncoder, "dimension")
     assert isinstance(MLMSparseEncoder("x"), SparseEncoder)
     assert isinstance(LENSEncoder("x"), SparseEncoder)
