@@ -93,9 +93,9 @@ def haystack_index(url: str, docs: list[Document], refresh) -> tuple[float, obje
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
     index = f"bench-haystack-{refresh}".lower()
-    store = ElasticsearchDocumentStore(hosts=url, index=index, sparse_vector_field="sparse_embedding")
+    store = ElasticsearchDocumentStore(hosts=url, index=index, sparse_vector_field="sparse_vec")
     store.client.indices.delete(index=index, ignore_unavailable=True)
-    store = ElasticsearchDocumentStore(hosts=url, index=index, sparse_vector_field="sparse_embedding")
+    store = ElasticsearchDocumentStore(hosts=url, index=index, sparse_vector_field="sparse_vec")
     hdocs = [
         HDocument(
             id=d.id,
@@ -183,7 +183,7 @@ def main() -> None:
             ("haystack bm25 fuzziness=0", lambda q: wrap(hay._bm25_retrieval(q, top_k=11, fuzziness="0")), text_q),
             ("haystack dense kNN", lambda q: wrap(hay._embedding_retrieval(q, top_k=11)), qdense),
         ]
-    for name, search, qs in cases:  # warm up caches once per case
+    for _name, search, qs in cases:  # warm up caches once per case
         search(next(iter(qs.values())))
     print(f"\n{'query type':<42} {'nDCG@10':>8} {'p50 ms':>8} {'p95 ms':>8}   ({len(qids)} queries, one at a time)")
     base = None

@@ -256,7 +256,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if store.count_documents() == 0:
-            raise ConfigurationError(f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first")
+            raise ConfigurationError(
+                f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
+            )
         encoders = _encoders(args, _store_info(store))
         retriever = _retriever(args, args.method, store, encoders)
         hits = retriever.retrieve(args.query, top_k=args.top_k, filters=_parse_filters(args.filter))
@@ -366,7 +368,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if store.count_documents() == 0:
-            raise ConfigurationError(f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first")
+            raise ConfigurationError(
+                f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
+            )
         encoders = _encoders(args, _store_info(store))
         retriever = _retriever(args, args.method, store, encoders)
         answer = answer_question(args.question, retriever, _llm_factory(args)(), top_k=args.top_k)

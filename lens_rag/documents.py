@@ -7,7 +7,7 @@ from typing import Any
 
 from lens_rag.sparse import SparseVector
 
-__all__ = ["Document", "SourceHit", "ScoredDocument"]
+__all__ = ["Document", "ScoredDocument", "SourceHit"]
 
 
 @dataclass

@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
-    "LensRagError",
-    "ConfigurationError",
-    "MissingDependencyError",
-    "ModelLoadError",
-    "StoreError",
-    "StoreCorruptedError",
     "BulkWriteError",
+    "ConfigurationError",
     "ConnectionFailedError",
+    "DatasetError",
     "LLMError",
     "LLMTimeoutError",
-    "DatasetError",
+    "LensRagError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "StoreCorruptedError",
+    "StoreError",
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from lens_rag.errors import ConfigurationError
 
-__all__ = ["Filters", "OPERATORS", "normalize_filters", "matches"]
+__all__ = ["OPERATORS", "Filters", "matches", "normalize_filters"]
 
 Filters = Mapping[str, Any]
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")

@@ -11,13 +11,13 @@ from pathlib import Path
 from lens_rag.errors import ModelLoadError
 
 __all__ = [
-    "DEFAULT_SPARSE_MODEL",
     "DEFAULT_DENSE_MODEL",
     "DEFAULT_LLM_GGUF",
-    "splade_tiny_path",
+    "DEFAULT_SPARSE_MODEL",
     "minilm_path",
-    "smollm2_gguf_path",
     "resolve_model",
+    "smollm2_gguf_path",
+    "splade_tiny_path",
 ]
 
 # Aliases the CLI and the defaults accept; anything else is a path or a Hub name.

@@ -56,7 +56,9 @@ class SparseVector:
     values: npt.NDArray[np.float32]
 
     @classmethod
-    def from_arrays(cls, indices: Iterable[int] | npt.ArrayLike, values: Iterable[float] | npt.ArrayLike) -> SparseVector:
+    def from_arrays(
+        cls, indices: Iterable[int] | npt.ArrayLike, values: Iterable[float] | npt.ArrayLike
+    ) -> SparseVector:
         """Validate, sort and deduplicate (summing duplicates); drop zero weights.
 
         :raises ConfigurationError: on mismatched lengths, negative indices, or negative/NaN weights.

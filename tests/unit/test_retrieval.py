@@ -69,7 +69,12 @@ def store() -> EmbeddedStore:
     sparse, dense = WordSparse(), WordDense()
     s.write_documents(
         [
-            Document(id=k, content=v, sparse_embedding=sparse.encode_documents([v])[0], embedding=dense.encode_documents([v])[0])
+            Document(
+                id=k,
+                content=v,
+                sparse_embedding=sparse.encode_documents([v])[0],
+                embedding=dense.encode_documents([v])[0],
+            )
             for k, v in TEXTS.items()
         ]
     )
