@@ -11,7 +11,6 @@ arrays without the store (what a user would hand-roll), so the ratio shows the s
 from __future__ import annotations
 
 import argparse
-import gc
 import time
 
 import numpy as np
@@ -56,6 +55,44 @@ def timed(fn, reps: list) -> list[float]:
     return out
 
 
+def run_size(n: int, rng: np.random.Generator, n_queries: int) -> tuple:
+    """Fill a fresh in-memory store with `n` passages and time both query kinds."""
+    store = EmbeddedStore(None, progress=False)
+    t = time.perf_counter()
+    fill(store, n, rng)
+    build_s = time.perf_counter() - t
+    sq = [make_sparse(rng, 25) for _ in range(n_queries)]
+    dq = [rng.standard_normal(DIM).astype(np.float32) for _ in range(n_queries)]
+    store.search_sparse(sq[0])  # builds the CSC matrix once
+    store.search_dense(dq[0])
+    sparse_ms = timed(lambda q: store.search_sparse(q, top_k=100), sq)
+    dense_ms = timed(lambda q: store.search_dense(q, top_k=100), dq)
+    csc, dense = store._sparse_matrix(), store._dense_matrix()
+    assert csc is not None and dense is not None
+    sparse_mb = (csc.data.nbytes + csc.indices.nbytes + csc.indptr.nbytes) * 2 / 2**20  # CSR + CSC copies
+    dense_mb = dense.nbytes / 2**20
+    # The hand-rolled baseline: a full CSR mat-vec and a full dense mat-vec + argpartition.
+    csr = csc.tocsr()
+
+    def raw_sparse(q: SparseVector) -> None:
+        v = np.zeros(csr.shape[1], np.float32)
+        keep = q.indices < v.size
+        v[q.indices[keep]] = q.values[keep]
+        s = csr @ v
+        np.argpartition(-s, 100)[:100]
+
+    def raw_dense(q: np.ndarray) -> None:
+        s = dense @ q
+        np.argpartition(-s, 100)[:100]
+
+    raw_s = timed(raw_sparse, sq)
+    raw_d = timed(raw_dense, dq)
+    return (
+        (n, build_s, np.median(sparse_ms), np.percentile(sparse_ms, 95), np.median(raw_s), sparse_mb,
+         np.median(dense_ms), np.percentile(dense_ms, 95), np.median(raw_d), dense_mb)
+    )  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -63,44 +100,7 @@ def main() -> None:
     ap.add_argument("--plot", default=None, help="write a PNG of latency vs size")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    rows = []
-    for n in args.sizes:
-        store = EmbeddedStore(None, progress=False)
-        t = time.perf_counter()
-        fill(store, n, rng)
-        build_s = time.perf_counter() - t
-        sq = [make_sparse(rng, 25) for _ in range(args.queries)]
-        dq = [rng.standard_normal(DIM).astype(np.float32) for _ in range(args.queries)]
-        store.search_sparse(sq[0])  # builds the CSC matrix once
-        store.search_dense(dq[0])
-        sparse_ms = timed(lambda q: store.search_sparse(q, top_k=100), sq)
-        dense_ms = timed(lambda q: store.search_dense(q, top_k=100), dq)
-        csc, dense = store._sparse_matrix(), store._dense_matrix()
-        assert csc is not None and dense is not None
-        sparse_mb = (csc.data.nbytes + csc.indices.nbytes + csc.indptr.nbytes) * 2 / 2**20  # CSR + CSC copies
-        dense_mb = dense.nbytes / 2**20
-        # The hand-rolled baseline: a full CSR mat-vec and a full dense mat-vec + argpartition.
-        csr = csc.tocsr()
-
-        def raw_sparse(q: SparseVector) -> None:
-            v = np.zeros(csr.shape[1], np.float32)
-            keep = q.indices < v.size
-            v[q.indices[keep]] = q.values[keep]
-            s = csr @ v
-            np.argpartition(-s, 100)[:100]
-
-        def raw_dense(q: np.ndarray) -> None:
-            s = dense @ q
-            np.argpartition(-s, 100)[:100]
-
-        raw_s = timed(raw_sparse, sq)
-        raw_d = timed(raw_dense, dq)
-        rows.append(
-            (n, build_s, np.median(sparse_ms), np.percentile(sparse_ms, 95), np.median(raw_s), sparse_mb,
-             np.median(dense_ms), np.percentile(dense_ms, 95), np.median(raw_d), dense_mb)
-        )  # fmt: skip
-        del store, csc, dense, csr
-        gc.collect()
+    rows = [run_size(n, rng, args.queries) for n in args.sizes]
     head = (
         f"{'passages':>9} {'fill s':>7} | {'sparse p50':>10} {'p95':>7} {'raw CSR':>8} {'ratio':>6} {'MB':>7} | "
         f"{'dense p50':>9} {'p95':>7} {'raw np':>7} {'ratio':>6} {'MB':>7}"

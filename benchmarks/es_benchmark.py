@@ -164,13 +164,14 @@ def main() -> None:
         print(f"  {name:<58} {value}")
 
     text_q = {q: queries[q] for q in qids}
-    pruned = {k: ElasticsearchStore(args.url, index="bench-lens-rag", sparse_top_k=k) for k in (32, 64)}
+    pruned = {k: ElasticsearchStore(args.url, index="bench-lens-rag", sparse_top_k=k) for k in (8, 32, 64)}
     full_len = np.mean([len(v) for v in qsparse.values()])
     cases = [
         ("bm25 (match, english, no fuzziness)", lambda q: store.search_bm25(q, 11), text_q),
         (f"sparse full (~{full_len:.0f} terms/query)", lambda q: store.search_sparse(q, 11), qsparse),
         ("sparse pruned top-64", lambda q: pruned[64].search_sparse(q, 11), qsparse),
         ("sparse pruned top-32", lambda q: pruned[32].search_sparse(q, 11), qsparse),
+        ("sparse pruned top-8", lambda q: pruned[8].search_sparse(q, 11), qsparse),
         ("dense kNN (num_candidates 110)", lambda q: store.search_dense(q, 11), qdense),
     ]
     if hay is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from lens_rag.llm.base import LLMClient
 from lens_rag.retrieval import Retriever
 
 __all__ = [
+    "ANSWER_EXAMPLE",
     "ANSWER_SYSTEM_PROMPT",
     "ANSWER_TEMPLATE",
     "Answer",
@@ -52,6 +53,27 @@ ANSWER_SYSTEM_PROMPT = (
 ANSWER_TEMPLATE = (
     "Passages:\n{passages}\n\nQuestion: {question}\n\n"
     "Answer in two or three sentences and cite the passage numbers you used, like [1]."
+)
+
+#: A one-shot example exchange sent before the real question: small models (SmolLM2-135M) copy its citation
+#: format far more reliably than they follow the instruction alone. It never enters the parsed answer. Its
+#: supporting passage is [1]: a tiny model tends to copy the example's number, and the top-ranked passage is the
+#: likeliest evidence — measured on SmolLM2, an example citing its last passage made the model cite the last one.
+ANSWER_EXAMPLE: tuple[dict[str, str], ...] = (
+    {
+        "role": "user",
+        "content": (
+            "Passages:\n"
+            "[1] Caffeine and sleep. Caffeine taken six hours before bedtime reduced total sleep time by one hour.\n"
+            "[2] Tea exports. India exported more tea in 2019 than in 2018.\n\n"
+            "Question: Does coffee affect sleep?\n\n"
+            "Answer in two or three sentences and cite the passage numbers you used, like [1]."
+        ),
+    },
+    {
+        "role": "assistant",
+        "content": "Yes. Caffeine taken six hours before bedtime reduced total sleep time by about one hour [1].",
+    },
 )
 
 # [3], [1, 2], [1; 2], [1-3], [1–3]
@@ -142,12 +164,15 @@ def build_answer_prompt(
     template: str = ANSWER_TEMPLATE,
     system_prompt: str | None = ANSWER_SYSTEM_PROMPT,
     passage_token_budget: int = 1200,
+    example: Sequence[Mapping[str, str]] | None = ANSWER_EXAMPLE,
 ) -> list[dict[str, str]]:
     """Chat messages asking for a cited answer: passages numbered ``[1] … [k]`` in retrieval order.
 
     :param template: the user message, with ``{passages}`` and ``{question}``.
     :param system_prompt: the system message; `None` sends none (the instructions must then be in `template`).
     :param passage_token_budget: the most tokens (approx.) all passages together may take; long ones are cut.
+    :param example: chat messages sent between the system message and the question (a worked example of
+        the citation format); `None` or ``()`` sends none.
     :raises ConfigurationError: when `template` lacks a placeholder.
     """
     for placeholder in ("{passages}", "{question}"):
@@ -157,6 +182,7 @@ def build_answer_prompt(
     lines = "\n".join(_passage_line(i, p, t) for i, (p, t) in enumerate(zip(passages, texts, strict=True), start=1))
     user = template.replace("{passages}", lines or "(no passages were found)").replace("{question}", question)
     messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    messages.extend({"role": m["role"], "content": m["content"]} for m in (example or ()))
     return [*messages, {"role": "user", "content": user}]
 
 
@@ -210,6 +236,7 @@ def answer_question(
     max_tokens: int = 256,
     temperature: float = 0.0,
     passage_token_budget: int = 1200,
+    example: Sequence[Mapping[str, str]] | None = ANSWER_EXAMPLE,
 ) -> Answer:
     """Retrieve passages for `question` and let `llm` answer it, citing them by number.
 
@@ -223,12 +250,13 @@ def answer_question(
     :param max_tokens: most tokens in the answer.
     :param temperature: 0 (greedy) by default, so answers are reproducible.
     :param passage_token_budget: the most tokens (approx.) all passages together may take in the prompt.
+    :param example: the worked citation example sent before the question (:data:`ANSWER_EXAMPLE`); `None` sends none.
     :returns: the :class:`Answer`; with no retrieved passages the LLM is still asked and will say it cannot answer.
     :raises LLMError: when the LLM fails (there is no sensible answer without it).
     """
     _check(question, top_k)
     passages = retriever.retrieve(question, top_k=top_k, filters=filters)
-    messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget)
+    messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget, example)
     text = llm.generate(messages, n=1, temperature=temperature, max_tokens=max_tokens)[0]
     return _make_answer(question, text, passages, llm.model)
 
@@ -245,11 +273,12 @@ async def answer_question_async(
     max_tokens: int = 256,
     temperature: float = 0.0,
     passage_token_budget: int = 1200,
+    example: Sequence[Mapping[str, str]] | None = ANSWER_EXAMPLE,
 ) -> Answer:
     """The async twin of :func:`answer_question` (same arguments and result)."""
     _check(question, top_k)
     passages = await retriever.retrieve_async(question, top_k=top_k, filters=filters)
-    messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget)
+    messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget, example)
     text = (await llm.generate_async(messages, n=1, temperature=temperature, max_tokens=max_tokens))[0]
     return _make_answer(question, text, passages, llm.model)
 

@@ -242,7 +242,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     for skipped in reader.skipped:
         print(f"warning: skipped {skipped}", file=sys.stderr)
     print(
-        f"indexed {report.written} chunks into {args.store} ({total} in store) in {time.perf_counter() - started:.1f}s; "
+        f"indexed {report.written} chunks into {args.store} ({total} in store) "
+        f"in {time.perf_counter() - started:.1f}s; "
         f"{report.encoded} encodings computed, {report.cached} reused from cache"
     )
     if report.failed:

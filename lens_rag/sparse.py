@@ -67,7 +67,8 @@ class SparseVector:
         val = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float32).ravel()
         if idx.shape != val.shape:
             raise ConfigurationError(
-                f"SparseVector indices and values differ in length ({idx.size} vs {val.size}); pass one weight per index"
+                f"SparseVector indices and values differ in length ({idx.size} vs {val.size}); "
+                "pass one weight per index"
             )
         if idx.size and idx.min() < 0:
             raise ConfigurationError(f"SparseVector indices must be >= 0, got {int(idx.min())}")

@@ -55,6 +55,20 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _sparse_scores(matrix: sp.csc_matrix, query: SparseVector) -> npt.NDArray[np.float32]:
+    """Dot product of `query` with every row, touching only the query's posting lists (CSC columns)."""
+    keep = query.indices < matrix.shape[1]
+    cols, weights = query.indices[keep], query.values[keep]
+    starts, ends = matrix.indptr[cols], matrix.indptr[cols + 1]
+    lengths = ends - starts
+    if not lengths.sum():
+        return np.zeros(matrix.shape[0], dtype=np.float32)
+    # Gather every posting of every query term in one vectorised step, then sum per row.
+    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    contributions = matrix.data[positions] * np.repeat(weights, lengths)
+    return np.bincount(matrix.indices[positions], weights=contributions, minlength=matrix.shape[0]).astype(np.float32)
+
+
 class EmbeddedStore:
     """A persistent (or in-memory) store with BM25, sparse and dense search.
 
@@ -515,10 +529,7 @@ class EmbeddedStore:
             matrix = self._sparse_matrix()
             if matrix is None:
                 return []
-            idx = query.indices
-            keep = idx < matrix.shape[1]
-            cols = matrix[:, idx[keep]]
-            scores = np.asarray(cols @ query.values[keep].astype(np.float32)).ravel().astype(np.float32)
+            scores = _sparse_scores(matrix, query)
             return self._top(scores, self._mask(filters, self._has_sparse), top_k, "sparse", positive_only=True)
 
     def search_dense(

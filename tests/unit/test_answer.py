@@ -37,9 +37,15 @@ def test_prompt_numbers_passages_in_rank_order():
     hits = FakeRetriever().retrieve("q", top_k=3)
     messages = build_answer_prompt("why?", hits)
     assert messages[0]["role"] == "system" and "square brackets" in messages[0]["content"]
-    user = messages[1]["content"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]  # one worked example
+    user = messages[-1]["content"]
     assert "[1] T0. passage number 0" in user and "[3] T2." in user and "[4]" not in user
     assert user.index("[1]") < user.index("[2]") < user.index("Question: why?")
+
+
+def test_prompt_without_system_or_example():
+    messages = build_answer_prompt("q", [], system_prompt=None, example=None)
+    assert [m["role"] for m in messages] == ["user"] and "(no passages were found)" in messages[0]["content"]
 
 
 def test_prompt_template_must_have_placeholders():

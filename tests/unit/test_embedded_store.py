@@ -183,3 +183,18 @@ def test_compact_keeps_live_documents(tmp_path: Path) -> None:
     assert s.count_documents() == 3
     assert s.search_sparse(SparseVector.from_dict({1: 1.0}))[0].id == "rickets"
     assert s.search_dense([1, 0, 0, 0])[0].id == "scurvy"
+
+
+def test_sparse_kernel_matches_a_full_matrix_product() -> None:
+    import scipy.sparse as sp
+
+    from lens_rag.stores.embedded import _sparse_scores
+
+    rng = np.random.default_rng(1)
+    matrix = sp.random(500, 300, density=0.05, format="csc", dtype=np.float32, random_state=1)
+    for _ in range(20):
+        idx = np.unique(rng.integers(0, 400, size=15))  # some beyond the matrix's 300 columns
+        q = SparseVector(idx.astype(np.int64), rng.uniform(0.1, 2, size=idx.size).astype(np.float32))
+        dense_q = np.zeros(400, np.float32)
+        dense_q[idx] = q.values
+        np.testing.assert_allclose(_sparse_scores(matrix, q), matrix.tocsr() @ dense_q[:300], atol=1e-5)
