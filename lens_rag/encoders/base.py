@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from lens_rag.sparse import SparseVector
 
-__all__ = ["SparseEncoder", "DenseEncoder"]
+__all__ = ["DenseEncoder", "SparseEncoder"]
 
 
 @runtime_checkable

@@ -30,12 +30,12 @@ from lens_rag.errors import ConfigurationError, ModelLoadError
 __all__ = [
     "UNTRAINED_WARNING",
     "ClusteredHead",
+    "build_head_command",
     "build_lens_head",
     "centroids_from_assignments",
     "kmeans",
     "load_causal_lm",
     "save_lens_model",
-    "build_head_command",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ def kmeans(
     bar = progress_bar(n_iter, progress, f"k-means k={n_clusters} ({backend})")
     bar.unit = "iter"
     try:
-        for it in range(1, n_iter + 1):
+        for step in range(1, n_iter + 1):
+            it = step
             new_labels, dist = _assign(x, centroids, backend)
             inertia = float(dist.sum(dtype=np.float64))
             changed = int((new_labels != labels).sum())

@@ -38,9 +38,9 @@ from lens_rag.sparse import SparseVector
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "HEAD_FILE",
-    "RELEASED_HEAD_FILE",
     "LENS_CONFIG_FILE",
     "MARKER_TOKENS",
+    "RELEASED_HEAD_FILE",
     "LENSEncoder",
     "load_lens_head",
     "make_bidirectional",
@@ -304,7 +304,9 @@ class LENSEncoder:
             )
         n = make_bidirectional(backbone)
         backbone.eval().to(device)
-        logger.info("loaded LENS model %s: %s clusters, %s bidirectional attention modules", directory, head.shape[0], n)
+        logger.info(
+            "loaded LENS model %s: %s clusters, %s bidirectional attention modules", directory, head.shape[0], n
+        )
         self._tokenizer = tokenizer
         self._head = head.to(device=device, dtype=dtype)
         self._device, self._dtype, self._dir = device, dtype, directory
@@ -419,7 +421,7 @@ class LENSEncoder:
             result[idx] = mat
         return result
 
-    def _iter_batches(self, encoded: list[_Encoded], what: str, padding_side: str = "left"):  # noqa: ANN202
+    def _iter_batches(self, encoded: list[_Encoded], what: str, padding_side: str = "left"):
         model, head, device, dtype = self._model, self._head, self._device, self._dtype
         assert model is not None and head is not None and device is not None and dtype is not None
         pad_id = self._tokenizer.pad_token_id
@@ -500,4 +502,3 @@ class LENSEncoder:
             info=info,
             encoder={"instruction": self.instruction, "max_length": self.max_length},
         )
-

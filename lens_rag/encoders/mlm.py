@@ -196,7 +196,7 @@ class MLMSparseEncoder:
             result[idx] = mat
         return result
 
-    def _iter_batches(self, texts: list[str], max_length: int, what: str):  # noqa: ANN202 - generator
+    def _iter_batches(self, texts: list[str], max_length: int, what: str):
         self.warm_up()
         tok, model = self._tokenizer, self._model
         assert model is not None and self._weight is not None and self._device is not None

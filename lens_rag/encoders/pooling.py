@@ -21,14 +21,14 @@ from lens_rag.errors import ConfigurationError
 from lens_rag.sparse import SparseVector
 
 __all__ = [
-    "validate_texts",
     "length_sorted_batches",
+    "library_versions",
     "max_pool_saturated_logits",
-    "rows_to_sparse",
+    "progress_bar",
     "resolve_device",
     "resolve_dtype",
-    "library_versions",
-    "progress_bar",
+    "rows_to_sparse",
+    "validate_texts",
 ]
 
 logger = logging.getLogger(__name__)

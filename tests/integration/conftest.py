@@ -32,5 +32,8 @@ def es_url() -> str:
     """The Elasticsearch URL from ES_URL (set by `eval "$(scripts/elasticsearch.sh start)"`)."""
     url = os.environ.get("ES_URL")
     if not url:
-        pytest.skip('ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"')
+        reason = 'ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"'
+        if os.environ.get("LENS_RAG_REQUIRE_SERVICES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return url

@@ -242,3 +242,13 @@ def test_bulk_batch_with_invalid_documents_keeps_the_others(make_store, corpus):
         fresh.write_documents([Document(id="srv", content="x", embedding=[1.0] * 3), corpus[30]])
     assert list(info.value.failed) == ["srv"] and info.value.written == 1
     assert "dimension" in info.value.failed["srv"]
+
+
+def test_store_info_round_trips_in_the_mapping_meta(store):
+    """The CLI records which encoders indexed a store; on Elasticsearch it lives in the mapping `_meta`."""
+    assert store.info == {}
+    store.set_info({"sparse": {"type": "mlm", "model": "splade-tiny"}, "eval_fields": ["bm25"]})
+    assert store.info["sparse"]["model"] == "splade-tiny"
+    store.set_info({"dense": {"model": "m"}})
+    assert store.info == {"dense": {"model": "m"}}
+    assert store.count_documents() > 0  # the documents are untouched

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 QUERY = "does vitamin C deficiency cause scurvy"
 PASSAGES = [
-    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid); symptoms include weakness and bleeding gums.",
+    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid); symptoms include bleeding gums.",
     "The stock market closed higher on Friday as technology shares rallied.",
     "Photosynthesis converts light energy into chemical energy in plants.",
     "The football team won the championship after a penalty shootout.",

@@ -30,15 +30,17 @@ def test_cluster_logit_is_mean_of_member_token_logits():
     cluster_logits = h @ head.T
     token_logits = h @ weight.T
     for c in range(7):
-        torch.testing.assert_close(cluster_logits[:, c], token_logits[:, assignments == c].mean(dim=1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            cluster_logits[:, c], token_logits[:, assignments == c].mean(dim=1), atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("backend", ["faiss", "sklearn"])
 def test_kmeans_is_deterministic_and_backends_agree(backend):
     pytest.importorskip("faiss") if backend == "faiss" else None
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    c1, l1, _, i1 = kmeans(x, 10, seed=3, backend=backend, progress=False)
-    c2, l2, _, i2 = kmeans(x, 10, seed=3, backend=backend, progress=False)
+    c1, l1, _, _ = kmeans(x, 10, seed=3, backend=backend, progress=False)
+    c2, l2, _, _ = kmeans(x, 10, seed=3, backend=backend, progress=False)
     np.testing.assert_array_equal(l1, l2)
     np.testing.assert_array_equal(c1, c2)
     assert np.bincount(l1, minlength=10).min() > 0

@@ -313,6 +313,22 @@ class ElasticsearchStore(AsyncMethods):
                 )
             self._has_dense_field, self.dense_dims = True, dense_dims
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """Free-form JSON metadata kept in the index mapping's `_meta` (which encoders indexed it)."""
+        if not self._inspect_index():
+            return {}
+        with self._errors(f"read the mapping of index {self.index!r}"):
+            mapping = dict(self.client.indices.get_mapping(index=self.index))
+        meta = next(iter(mapping.values()), {}).get("mappings", {}).get("_meta", {})
+        return dict(meta.get("lens_rag_info", {}))
+
+    def set_info(self, info: dict[str, Any]) -> None:
+        """Replace the metadata returned by :attr:`info` (creates the index if needed)."""
+        self.ensure_index()
+        with self._errors(f"update the mapping of index {self.index!r}"):
+            self.client.indices.put_mapping(index=self.index, meta={"lens_rag_info": dict(info)})
+
     def delete_index(self) -> None:
         """Delete the index and everything in it (no error if it does not exist)."""
         with self._errors(f"delete index {self.index!r}"):
