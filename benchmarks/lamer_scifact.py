@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     data = load_beir(args.dataset)
     all_ids = sorted(data.queries)
     n = len(all_ids) if args.all else min(args.queries, len(all_ids))
-    sample_ids = sorted(random.Random(args.seed).sample(all_ids, n)) if n < len(all_ids) else all_ids
+    # A seeded shuffle, then a prefix: the first 20 of a 50-query run are the 20-query run, so the disk
+    # cache of a shorter run is reused by a longer one.
+    shuffled = list(all_ids)
+    random.Random(args.seed).shuffle(shuffled)
+    sample_ids = shuffled[:n]
     sample = {q: data.queries[q] for q in sample_ids}
     qrels_all = data.qrels
     qrels_sample = {q: data.qrels[q] for q in sample_ids}

@@ -42,9 +42,9 @@ with urllib.request.urlopen(sys.argv[1].rstrip("/") + "/models", timeout=3) as r
 EOF
 }
 
-print_env() {  # print_env URL MODEL
+print_env() {  # print_env URL [MODEL]; without a model, clients ask the server's /v1/models
   echo "export LENS_RAG_LLM_URL=$1"
-  echo "export LENS_RAG_LLM_MODEL=$2"
+  if [[ -n "${2:-}" ]]; then echo "export LENS_RAG_LLM_MODEL=$2"; fi
 }
 
 running_pid() {  # prints the pid of our server when it is alive
@@ -78,7 +78,7 @@ ensure_llama_cpp() {
 start() {
   if [[ -n "${LENS_RAG_LLM_URL:-}" ]] && answers "$LENS_RAG_LLM_URL"; then
     log "using the server already at LENS_RAG_LLM_URL=$LENS_RAG_LLM_URL"
-    print_env "$LENS_RAG_LLM_URL" "${LENS_RAG_LLM_MODEL:-$ALIAS}"
+    print_env "$LENS_RAG_LLM_URL" "${LENS_RAG_LLM_MODEL:-}"
     return 0
   fi
   if running_pid >/dev/null && [[ -f "$STATE/env" ]]; then

@@ -46,6 +46,8 @@ def test_dense_dimension_mismatch_is_a_clear_error(demo_store: str, capsys: pyte
     from lens_rag.models import splade_tiny_path
 
     capsys.readouterr()
-    code = main(["search", "vitamin", "--store", demo_store, "--method", "dense", "--dense-model", str(splade_tiny_path())])
+    code = main(
+        ["search", "vitamin", "--store", demo_store, "--method", "dense", "--dense-model", str(splade_tiny_path())]
+    )
     assert code == 2
     assert "dimensions" in capsys.readouterr().err
