@@ -135,21 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     cache = LLMCache(args.llm_cache or None)
     lamer_bm25 = LameRRetriever(bm25, llm, cache=cache, name="lamer(bm25)", **options)
-    lamer_hybrid = LameRRetriever(bm25, llm, second_stage=hybrid, cache=cache, name=f"lamer({args.hybrid})", **options)
+    lamer_hybrid = LameRRetriever(
+        bm25, llm, second_stage=hybrid, cache=cache, name=f"lamer(bm25 -> {args.hybrid})", **options
+    )
 
     scores: dict[str, dict[str, float]] = {}
     cost: dict[str, dict[str, float]] = {}
-    for label, retriever, queries, qrels in [
+    per_query: dict[str, dict[str, float]] = {}
+    h = args.hybrid
+    plan: list[tuple[str, Any, dict[str, str], dict[str, dict[str, int]]]] = [
         ("bm25 (all queries)", bm25, data.queries, qrels_all),
-        (f"{args.hybrid} (all queries)", hybrid, data.queries, qrels_all),
+        (f"{h} (all queries)", hybrid, data.queries, qrels_all),
         (f"bm25 ({n} q)", bm25, sample, qrels_sample),
-        (f"{args.hybrid} ({n} q)", hybrid, sample, qrels_sample),
+        (f"{h} ({n} q)", hybrid, sample, qrels_sample),
         (f"lamer(bm25) ({n} q)", lamer_bm25, sample, qrels_sample),
-        (f"lamer({args.hybrid}) ({n} q)", lamer_hybrid, sample, qrels_sample),
-    ]:
+        (f"lamer(bm25 -> {h}) ({n} q)", lamer_hybrid, sample, qrels_sample),
+    ]
+    if h == "bm25":  # no separate hybrid: drop the duplicate rows
+        plan = [plan[0], plan[2], plan[4]]
+    for label, retriever, queries, qrels in plan:
         requests_before = getattr(getattr(llm, "usage", None), "requests", 0)
         run, seconds = run_method(retriever, queries, progress)
         scores[label] = evaluate_run(run, qrels)
+        if queries is sample:
+            per_query[label] = {q: evaluate_run({q: run[q]}, {q: qrels[q]}, ["ndcg_cut_10"])["ndcg@10"] for q in qrels}
         entry: dict[str, float] = {"seconds/query": seconds / max(1, len(queries))}
         if isinstance(retriever, LameRRetriever):
             s = retriever.stats
@@ -170,12 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {label}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items())
         )
+    base = per_query.get(f"bm25 ({n} q)", {})
+    print(f"\nper query vs bm25 on the same {n} queries (nDCG@10 better / same / worse):")
+    for label, values in per_query.items():
+        if label.startswith("lamer") and base:
+            better = sum(values[q] > base[q] + 1e-9 for q in base)
+            worse = sum(values[q] < base[q] - 1e-9 for q in base)
+            print(f"  {label}: {better} / {len(base) - better - worse} / {worse}")
     print("\nreferences (nDCG@10):")
     for name, value in REFERENCES:
         print(f"  {name}: {value}")
     if args.json is not None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"args": vars(args), "llm": llm.to_config(), "query_ids": sample_ids, "scores": scores, "cost": cost}
+        payload = {
+            "args": vars(args),
+            "llm": llm.to_config(),
+            "query_ids": sample_ids,
+            "scores": scores,
+            "cost": cost,
+            "per_query_ndcg@10": per_query,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
     store.close()
     return 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import elasticsearch
 from elasticsearch import AsyncElasticsearch
@@ -19,35 +20,74 @@ from lens_rag.filters import Filters
 from lens_rag.sparse import SparseVector
 from lens_rag.stores.base import WriteResult
 from lens_rag.stores.elasticsearch import bulk, queries
-from lens_rag.stores.elasticsearch.client import parse_version
+from lens_rag.stores.elasticsearch.client import ConnectionSettings, parse_version
 from lens_rag.stores.elasticsearch.mappings import DENSE_FIELD, VECTOR_FIELDS, dense_field_mapping
 
 if TYPE_CHECKING:
-    from lens_rag.stores.elasticsearch.store import ElasticsearchStore
+    from lens_rag.stores.elasticsearch.store import RefreshPolicy
 
 __all__ = ["AsyncMethods"]
 
 logger = logging.getLogger(__name__)
 
 
-class AsyncMethods:
+class _SyncCore(Protocol):
+    """What :class:`AsyncMethods` uses from :class:`ElasticsearchStore` (settings, state, shared helpers).
+
+    Only a base class for the type checker; at run time the mixin derives from `object`.
+    """
+
+    settings: ConnectionSettings
+    index: str
+    dense_dims: int | None
+    dense_similarity: str
+    refresh: RefreshPolicy
+    _version: tuple[int, int, int] | None
+    _async_client: Any
+    _index_checked: bool
+    _has_dense_field: bool
+
+    def _errors(self, action: str) -> AbstractContextManager[None]: ...
+    def _index_body(self, dims: int | None) -> dict[str, Any]: ...
+    def _check_mapping(self, response: dict[str, Any]) -> None: ...
+    def _partition(
+        self, documents: Sequence[Document]
+    ) -> tuple[dict[str, Document], dict[str, str], int | None]: ...
+    def _bulk_kwargs(self) -> dict[str, Any]: ...
+    def _progress_bar(self, total: int, desc: str) -> Any: ...
+    def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | None) -> dict[str, Any]: ...
+    def _dense_body(self, query: Sequence[float], top_k: int, filters: Filters | None) -> dict[str, Any] | None: ...
+    @staticmethod
+    def _search_kwargs(body: dict[str, Any]) -> dict[str, Any]: ...
+    @staticmethod
+    def _connection_lost(e: Exception, written: int, total: int) -> Exception: ...
+    def close(self) -> None: ...
+
+
+if TYPE_CHECKING:
+    _Base = _SyncCore
+else:
+    _Base = object
+
+
+class AsyncMethods(_Base):
     """Mixin giving :class:`ElasticsearchStore` its `AsyncStore` methods."""
 
     @property
-    def async_client(self: ElasticsearchStore) -> AsyncElasticsearch:
+    def async_client(self) -> AsyncElasticsearch:
         """The async client, created on first use (inside the running event loop)."""
         if self._async_client is None:
             self._async_client = AsyncElasticsearch(**self.settings.client_kwargs())
         return self._async_client
 
-    async def server_version_async(self: ElasticsearchStore) -> tuple[int, int, int]:
+    async def server_version_async(self) -> tuple[int, int, int]:
         if self._version is None:
             with self._errors("read the server version"):
                 info = await self.async_client.info()
             self._version = parse_version(info["version"]["number"])
         return self._version
 
-    async def _inspect_index_async(self: ElasticsearchStore) -> bool:
+    async def _inspect_index_async(self) -> bool:
         if self._index_checked:
             return True
         await self.server_version_async()
@@ -57,7 +97,7 @@ class AsyncMethods:
             self._check_mapping(dict(await self.async_client.indices.get_mapping(index=self.index)))
         return True
 
-    async def ensure_index_async(self: ElasticsearchStore, dense_dims: int | None = None) -> None:
+    async def ensure_index_async(self, dense_dims: int | None = None) -> None:
         """Async twin of :meth:`ElasticsearchStore.ensure_index`."""
 
         if not await self._inspect_index_async():
@@ -76,12 +116,12 @@ class AsyncMethods:
                 )
             self._has_dense_field, self.dense_dims = True, dense_dims
 
-    async def delete_index_async(self: ElasticsearchStore) -> None:
+    async def delete_index_async(self) -> None:
         with self._errors(f"delete index {self.index!r}"):
             await self.async_client.indices.delete(index=self.index, ignore_unavailable=True)
         self._index_checked = self._has_dense_field = False
 
-    async def write_documents_async(self: ElasticsearchStore, documents: Sequence[Document]) -> WriteResult:
+    async def write_documents_async(self, documents: Sequence[Document]) -> WriteResult:
         """Async twin of :meth:`ElasticsearchStore.write_documents`."""
 
         batch, failed, dims = self._partition(documents)
@@ -107,12 +147,12 @@ class AsyncMethods:
             raise BulkWriteError(failed, written=len(ids))
         return WriteResult(written=len(ids), ids=ids)
 
-    async def _refresh_after_write_async(self: ElasticsearchStore) -> None:
+    async def _refresh_after_write_async(self) -> None:
         if self.refresh == "end":
             with self._errors(f"refresh index {self.index!r}"):
                 await self.async_client.indices.refresh(index=self.index)
 
-    async def delete_documents_async(self: ElasticsearchStore, ids: Sequence[str]) -> int:
+    async def delete_documents_async(self, ids: Sequence[str]) -> int:
         """Async twin of :meth:`ElasticsearchStore.delete_documents`."""
 
         if not ids or not await self._inspect_index_async():
@@ -133,7 +173,7 @@ class AsyncMethods:
         return deleted
 
     async def get_documents_async(
-        self: ElasticsearchStore, ids: Sequence[str], *, include_embeddings: bool = False
+        self, ids: Sequence[str], *, include_embeddings: bool = False
     ) -> list[Document]:
         if not ids or not await self._inspect_index_async():
             return []
@@ -144,13 +184,13 @@ class AsyncMethods:
             queries.source_to_document(d["_id"], d.get("_source") or {}) for d in response["docs"] if d.get("found")
         ]
 
-    async def count_documents_async(self: ElasticsearchStore) -> int:
+    async def count_documents_async(self) -> int:
         if not await self._inspect_index_async():
             return 0
         with self._errors(f"count documents in index {self.index!r}"):
             return int((await self.async_client.count(index=self.index))["count"])
 
-    async def _search_async(self: ElasticsearchStore, body: dict[str, Any], source: str) -> list[ScoredDocument]:
+    async def _search_async(self, body: dict[str, Any], source: str) -> list[ScoredDocument]:
         with self._errors(f"search index {self.index!r}"):
             response = await self.async_client.search(index=self.index, **self._search_kwargs(body))
         return queries.hits_to_results(
@@ -158,7 +198,7 @@ class AsyncMethods:
         )
 
     async def search_bm25_async(
-        self: ElasticsearchStore, query: str, top_k: int = 10, filters: Filters | None = None
+        self, query: str, top_k: int = 10, filters: Filters | None = None
     ) -> list[ScoredDocument]:
         body = queries.bm25_request(query, top_k, filters)
         if not await self._inspect_index_async():
@@ -166,29 +206,29 @@ class AsyncMethods:
         return await self._search_async(body, "bm25")
 
     async def search_sparse_async(
-        self: ElasticsearchStore, query: SparseVector, top_k: int = 10, filters: Filters | None = None
+        self, query: SparseVector, top_k: int = 10, filters: Filters | None = None
     ) -> list[ScoredDocument]:
         if not await self._inspect_index_async() or len(query) == 0:
             return []
         return await self._search_async(self._sparse_body(query, top_k, filters), "sparse")
 
     async def search_dense_async(
-        self: ElasticsearchStore, query: Sequence[float], top_k: int = 10, filters: Filters | None = None
+        self, query: Sequence[float], top_k: int = 10, filters: Filters | None = None
     ) -> list[ScoredDocument]:
         if not await self._inspect_index_async():
             return []
         body = self._dense_body(query, top_k, filters)
         return [] if body is None else await self._search_async(body, "dense")
 
-    async def close_async(self: ElasticsearchStore) -> None:
+    async def close_async(self) -> None:
         """Close the async client (call from the event loop that used it)."""
         if self._async_client is not None:
             await self._async_client.close()
             self._async_client = None
 
-    async def __aenter__(self: ElasticsearchStore) -> ElasticsearchStore:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self: ElasticsearchStore, *exc: object) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close_async()
         self.close()
