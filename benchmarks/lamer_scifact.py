@@ -4,9 +4,12 @@ LameR(BM25): first stage BM25 (M candidates in the prompt), second stage BM25 wi
 LameR(hybrid): the same first stage and prompt — so the same cached LLM answers, no extra calls —
 and a hybrid second stage (RRF of BM25 + SPLADE-tiny + MiniLM by default).
 
-All 300 queries × 5 answers with a 135M model on 2 CPU cores take about an hour, so by default a
-fixed random sample of 50 queries is used (``--queries 300`` or ``--all`` for the full set); BM25 and
-hybrid are also reported on all 300 queries as a sanity check against published numbers.
+Cost: each query is one prompt of ~1,400 tokens (10 candidates cut to 1,024 tokens) and 5 answers of up
+to 128 tokens. llama.cpp's server ignores ``n``, so that is 5 HTTP requests; the prompt is evaluated
+once (prefix cache) and each answer takes ~3–6 s at 20–40 tokens/s on 2 free cores, i.e. ~30–60 s a
+query — all 300 queries take hours. By default LameR runs on a fixed random sample of 50 queries
+(``--queries N``, ``--all``); BM25 and the hybrid are also reported on all 300 queries as a sanity
+check against the published numbers, and on the same sample for a paired comparison.
 
 A stronger model is one flag: ``--llm-url http://host:8000/v1 --llm-model NAME`` for any
 OpenAI-compatible server, or ``--backend transformers --llm-model Qwen/Qwen2.5-1.5B-Instruct``.

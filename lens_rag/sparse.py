@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -63,8 +63,13 @@ class SparseVector:
 
         :raises ConfigurationError: on mismatched lengths, negative indices, or negative/NaN weights.
         """
-        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64).ravel()
-        val = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float32).ravel()
+        # Anything that is not an ndarray is iterated (ArrayLike's scalar members fail here, as intended).
+        idx = np.asarray(
+            list(cast(Iterable[int], indices)) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64
+        ).ravel()
+        val = np.asarray(
+            list(cast(Iterable[float], values)) if not isinstance(values, np.ndarray) else values, dtype=np.float32
+        ).ravel()
         if idx.shape != val.shape:
             raise ConfigurationError(
                 f"SparseVector indices and values differ in length ({idx.size} vs {val.size}); "

@@ -15,7 +15,8 @@
 #
 # Environment: PYTHON (default: .venv/bin/python of this checkout, else python3), LENS_RAG_LLM_GGUF
 # (another GGUF), LENS_RAG_LLM_MODEL_ALIAS (served model name, default smollm2-135m-instruct),
-# LENS_RAG_LLM_THREADS (2), LENS_RAG_LLM_CTX (2048), LENS_RAG_LLM_PORT (default: a free port),
+# LENS_RAG_LLM_THREADS (2; on a machine shared with other CPU work use 1 — measured here, 2 spinning
+# threads fell to 1.6 tokens/s when other jobs took a core, 1 thread held ~20 tokens/s), LENS_RAG_LLM_CTX (2048), LENS_RAG_LLM_PORT (default: a free port),
 # LENS_RAG_LLM_STATE (state dir, default <checkout>/.lens-rag/llm-server), LENS_RAG_LLM_START_TIMEOUT (120 s).
 # Progress goes to stderr; only the export lines go to stdout.
 set -euo pipefail

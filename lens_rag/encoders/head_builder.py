@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from torch import nn
 from lens_rag.encoders.lens import DEFAULT_INSTRUCTION, HEAD_FILE, LENS_CONFIG_FILE, MARKER_TOKENS
 from lens_rag.encoders.pooling import library_versions, progress_bar
 from lens_rag.errors import ConfigurationError, ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "UNTRAINED_WARNING",
@@ -221,7 +224,7 @@ def build_lens_head(
     return ClusteredHead(centroids, assignments, seed, iterations, inertia)
 
 
-def load_causal_lm(model: str, gguf_file: str | None = None) -> tuple[nn.Module, Any]:
+def load_causal_lm(model: str, gguf_file: str | None = None) -> tuple[PreTrainedModel, Any]:
     """Load a causal LM and its tokenizer from a directory/name, optionally a GGUF file in it.
 
     :raises ModelLoadError: if loading fails or the checkpoint has no LM-head weights.
@@ -236,7 +239,11 @@ def load_causal_lm(model: str, gguf_file: str | None = None) -> tuple[nn.Module,
         kwargs["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        lm, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True, **kwargs)
+        # output_loading_info=True returns (model, loading_info); transformers annotates only the model.
+        lm, info = cast(
+            "tuple[PreTrainedModel, dict[str, Any]]",
+            AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True, **kwargs),
+        )
     except (OSError, ValueError, ImportError) as e:
         raise ModelLoadError(f"could not load causal LM model={model!r} gguf_file={gguf_file!r}: {e}") from e
     tied = bool(getattr(lm.config, "tie_word_embeddings", False))
@@ -274,7 +281,7 @@ def save_lens_model(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(backbone, "get_output_embeddings", lambda: None)() is not None and hasattr(backbone, "base_model"):
-        backbone = backbone.base_model
+        backbone = cast("PreTrainedModel", backbone).base_model
     # GGUF-loaded models refuse save_pretrained: copy the weights into a fresh model built from the config.
     fresh = AutoModel.from_config(backbone.config, dtype=torch.float32)
     fresh.load_state_dict({k: v.float() for k, v in backbone.state_dict().items()}, strict=True)
@@ -319,9 +326,10 @@ def add_marker_tokens(tokenizer: Any, backbone: nn.Module) -> int:
     if not new:
         return 0
     added = tokenizer.add_tokens(new, special_tokens=True)
-    emb = backbone.get_input_embeddings()
-    if len(tokenizer) > emb.weight.shape[0]:
-        backbone.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model = cast("PreTrainedModel", backbone)  # a transformers model; `nn.Module` does not declare these methods
+    emb_weight = cast(torch.Tensor, model.get_input_embeddings().weight)
+    if len(tokenizer) > emb_weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     return int(added)
 
 

@@ -487,7 +487,7 @@ class LENSEncoder:
         from lens_rag.encoders.head_builder import save_lens_model
 
         self.warm_up()
-        assert self._head is not None and self._dir is not None
+        assert self._model is not None and self._head is not None and self._dir is not None
         previous: dict[str, Any] = {}
         cfg = self._dir / LENS_CONFIG_FILE
         if cfg.is_file():

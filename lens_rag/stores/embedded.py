@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -324,17 +324,18 @@ class EmbeddedStore:
         rows = np.arange(start, start + len(docs), dtype=np.int64)
         dense_rows = [i for i, d in enumerate(docs) if d.embedding is not None]
         sparse_rows = [i for i, d in enumerate(docs) if d.sparse_embedding is not None]
-        dense = None
+        dense: npt.NDArray[np.float32] | None = None
         if dense_rows:
-            dense = np.asarray([docs[i].embedding for i in dense_rows], dtype=np.float32)
-            norms = np.linalg.norm(dense, axis=1, keepdims=True)
-            dense = dense / np.where(norms == 0, 1, norms)
+            raw = np.asarray([docs[i].embedding for i in dense_rows], dtype=np.float32)
+            norms = np.linalg.norm(raw, axis=1, keepdims=True)
+            # float32 / float32 stays float32; numpy's stubs widen the quotient to float64
+            dense = cast(npt.NDArray[np.float32], raw / np.where(norms == 0, 1, norms))
         sparse = None
         if sparse_rows:
-            vecs = [docs[i].sparse_embedding for i in sparse_rows]
-            indptr = np.cumsum([0] + [len(v) for v in vecs])  # type: ignore[arg-type]
-            indices = np.concatenate([v.indices for v in vecs]) if indptr[-1] else np.zeros(0, np.int64)  # type: ignore[union-attr]
-            data = np.concatenate([v.values for v in vecs]) if indptr[-1] else np.zeros(0, np.float32)  # type: ignore[union-attr]
+            vecs = [v for i in sparse_rows if (v := docs[i].sparse_embedding) is not None]  # all of them
+            indptr = np.cumsum([0] + [len(v) for v in vecs])
+            indices = np.concatenate([v.indices for v in vecs]) if indptr[-1] else np.zeros(0, np.int64)
+            data = np.concatenate([v.values for v in vecs]) if indptr[-1] else np.zeros(0, np.float32)
             dim = int(indices.max()) + 1 if indices.size else 1
             sparse = sp.csr_matrix((data, indices.astype(np.int32), indptr), shape=(len(vecs), dim))
         seg_name = f"{self._manifest['generation'] + 1:08d}"
@@ -471,7 +472,12 @@ class EmbeddedStore:
         return mask
 
     def _top(
-        self, scores: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_], top_k: int, source: str, positive_only: bool
+        self,
+        scores: npt.NDArray[np.floating[Any]],
+        mask: npt.NDArray[np.bool_],
+        top_k: int,
+        source: str,
+        positive_only: bool,
     ) -> list[ScoredDocument]:
         if top_k < 0:
             raise ConfigurationError(f"top_k must be >= 0, got {top_k}")
@@ -581,19 +587,21 @@ class EmbeddedStore:
                 os.replace(self.path, old)
                 os.replace(tmp, self.path)
                 shutil.rmtree(old)
-                self.__init__(
+                type(self).__init__(
+                    self,
                     self.path,
                     bm25_k1=self.bm25_k1,
                     bm25_b=self.bm25_b,
-                    language=self.language,  # type: ignore[misc]
+                    language=self.language,
                     progress=self.progress,
                 )
             else:
-                self.__init__(
+                type(self).__init__(
+                    self,
                     None,
                     bm25_k1=self.bm25_k1,
                     bm25_b=self.bm25_b,
-                    language=self.language,  # type: ignore[misc]
+                    language=self.language,
                     progress=self.progress,
                 )
                 self.write_documents(docs)

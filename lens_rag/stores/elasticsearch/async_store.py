@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import elasticsearch
 from elasticsearch import AsyncElasticsearch
@@ -31,40 +31,40 @@ __all__ = ["AsyncMethods"]
 logger = logging.getLogger(__name__)
 
 
-class _SyncCore(Protocol):
-    """What :class:`AsyncMethods` uses from :class:`ElasticsearchStore` (settings, state, shared helpers).
-
-    Only a base class for the type checker; at run time the mixin derives from `object`.
-    """
-
-    settings: ConnectionSettings
-    index: str
-    dense_dims: int | None
-    dense_similarity: str
-    refresh: RefreshPolicy
-    _version: tuple[int, int, int] | None
-    _async_client: Any
-    _index_checked: bool
-    _has_dense_field: bool
-
-    def _errors(self, action: str) -> AbstractContextManager[None]: ...
-    def _index_body(self, dims: int | None) -> dict[str, Any]: ...
-    def _check_mapping(self, response: dict[str, Any]) -> None: ...
-    def _partition(
-        self, documents: Sequence[Document]
-    ) -> tuple[dict[str, Document], dict[str, str], int | None]: ...
-    def _bulk_kwargs(self) -> dict[str, Any]: ...
-    def _progress_bar(self, total: int, desc: str) -> Any: ...
-    def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | None) -> dict[str, Any]: ...
-    def _dense_body(self, query: Sequence[float], top_k: int, filters: Filters | None) -> dict[str, Any] | None: ...
-    @staticmethod
-    def _search_kwargs(body: dict[str, Any]) -> dict[str, Any]: ...
-    @staticmethod
-    def _connection_lost(e: Exception, written: int, total: int) -> Exception: ...
-    def close(self) -> None: ...
-
-
+# Declares, for the type checker only, what the mixin uses from `ElasticsearchStore`; at run time
+# the mixin derives from `object`. (A Protocol base would not do: mypy cannot infer the type of a
+# protocol attribute that a subclass method assigns.)
 if TYPE_CHECKING:
+
+    class _SyncCore:
+        """What :class:`AsyncMethods` uses from :class:`ElasticsearchStore` (settings, state, shared helpers)."""
+
+        settings: ConnectionSettings
+        index: str
+        dense_dims: int | None
+        dense_similarity: str
+        refresh: RefreshPolicy
+        _version: tuple[int, int, int] | None
+        _async_client: Any
+        _index_checked: bool
+        _has_dense_field: bool
+
+        def _errors(self, action: str) -> AbstractContextManager[None]: ...
+        def _index_body(self, dims: int | None) -> dict[str, Any]: ...
+        def _check_mapping(self, response: dict[str, Any]) -> None: ...
+        def _partition(
+            self, documents: Sequence[Document]
+        ) -> tuple[dict[str, Document], dict[str, str], int | None]: ...
+        def _bulk_kwargs(self) -> dict[str, Any]: ...
+        def _progress_bar(self, total: int, desc: str) -> Any: ...
+        def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | None) -> dict[str, Any]: ...
+        def _dense_body(self, query: Sequence[float], top_k: int, filters: Filters | None) -> dict[str, Any] | None: ...
+        @staticmethod
+        def _search_kwargs(body: dict[str, Any]) -> dict[str, Any]: ...
+        @staticmethod
+        def _connection_lost(e: Exception, written: int, total: int) -> Exception: ...
+        def close(self) -> None: ...
+
     _Base = _SyncCore
 else:
     _Base = object
@@ -172,9 +172,7 @@ class AsyncMethods(_Base):
             raise StoreError(f"could not delete {len(failed)} document(s) from {self.index!r}: {failed}")
         return deleted
 
-    async def get_documents_async(
-        self, ids: Sequence[str], *, include_embeddings: bool = False
-    ) -> list[Document]:
+    async def get_documents_async(self, ids: Sequence[str], *, include_embeddings: bool = False) -> list[Document]:
         if not ids or not await self._inspect_index_async():
             return []
         excludes = None if include_embeddings else list(VECTOR_FIELDS)

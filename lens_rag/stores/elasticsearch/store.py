@@ -320,7 +320,8 @@ class ElasticsearchStore(AsyncMethods):
             return {}
         with self._errors(f"read the mapping of index {self.index!r}"):
             mapping = dict(self.client.indices.get_mapping(index=self.index))
-        meta = next(iter(mapping.values()), {}).get("mappings", {}).get("_meta", {})
+        first: dict[str, Any] = next(iter(mapping.values()), {})
+        meta = first.get("mappings", {}).get("_meta", {})
         return dict(meta.get("lens_rag_info", {}))
 
     def set_info(self, info: dict[str, Any]) -> None:
