@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,3 +58,28 @@ class ScoredDocument:
     @property
     def id(self) -> str:
         return self.document.id
+
+
+def validate_document(doc: Any, dense_dim: int | None) -> str | None:
+    """Why `doc` cannot be written to a store, or `None`. Every store checks the same rules.
+
+    :param dense_dim: the store's dense dimension, `None` while it holds no vectors.
+    """
+    if not isinstance(doc, Document):
+        return f"expected a lens_rag Document, got {type(doc).__name__}"
+    if not isinstance(doc.id, str) or not doc.id:
+        return "id must be a non-empty string"
+    if not isinstance(doc.content, str) or not doc.content.strip():
+        return "content is empty; drop the document or give it text"
+    if doc.embedding is not None:
+        if dense_dim is not None and len(doc.embedding) != dense_dim:
+            return f"embedding has {len(doc.embedding)} dimensions, the store holds {dense_dim}"
+        if not all(math.isfinite(float(x)) for x in doc.embedding):
+            return "embedding has NaN or infinite values"
+    if doc.sparse_embedding is not None and len(doc.sparse_embedding) and float(doc.sparse_embedding.values.min()) <= 0:
+        return "sparse_embedding has non-positive weights (Elasticsearch sparse_vector needs them > 0)"
+    try:
+        json.dumps(doc.meta)
+    except (TypeError, ValueError) as e:
+        return f"meta is not JSON-serialisable ({e})"
+    return None

@@ -33,9 +33,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Head rows per chunk of the head matmul: 16,384 rows x 256 positions x 4 bytes = 16 MiB per document.
-# Measured on 2 CPU cores with SPLADE-tiny: 8k-16k chunks are fastest; below 4k the GEMMs get inefficient.
-DEFAULT_VOCAB_CHUNK = 16384
+# Head rows per chunk of the batch-level head matmul. Measured on 2 CPU cores with SPLADE-tiny (batch 32 x 256
+# positions): 4k-8k chunks are fastest; 1k-2k chunks are ~15-30% slower.
+DEFAULT_VOCAB_CHUNK = 4096
 
 
 def validate_texts(texts: Sequence[str], param: str = "texts") -> list[str]:
@@ -94,20 +94,29 @@ def max_pool_saturated_logits(
     :param vocab_chunk: head rows per matmul chunk.
     :returns: `[B, V]` float tensor of non-negative weights, in `hidden`'s dtype.
     """
-    b, _, _ = hidden.shape
+    b, n, h = hidden.shape
     v = weight.shape[0]
     pool_mask = pool_mask.to(torch.bool)
-    out = torch.empty((b, v), dtype=hidden.dtype, device=hidden.device)
-    lengths = pool_mask.sum(dim=1).tolist()
-    # Only the pooled positions of each row go through the head: no work is spent on padding.
-    for i in range(b):
-        if lengths[i] == 0:
-            out[i].fill_(float("-inf"))
-            continue
-        h = hidden[i][pool_mask[i]]  # [n_i, H]: pooled positions only, no padding work
-        for s in range(0, v, vocab_chunk):
-            # [Vc, n] with positions contiguous: the reduction runs along memory (faster than over dim 0).
-            torch.amax(weight[s : s + vocab_chunk] @ h.T, dim=1, out=out[i, s : s + vocab_chunk])
+    has_pos = pool_mask.any(dim=1)
+    # One GEMM per vocabulary chunk over the whole batch (~1.7x faster on CPU than one per document).
+    # Unpooled positions are overwritten with a copy of the row's first pooled position: a duplicate
+    # never changes a max, so no mask is needed in the reduction and the result is exact.
+    first = pool_mask.to(torch.int8).argmax(dim=1)
+    rows = torch.arange(b, device=hidden.device)
+    filled = torch.where(pool_mask[..., None], hidden, hidden[rows, first][:, None, :]).reshape(b * n, h)
+    # Cap the logits buffer at 32M elements (128 MiB in float32) for long or large batches.
+    vocab_chunk = min(vocab_chunk, max(256, (32 << 20) // max(1, b * n)))
+    out_t = torch.empty((v, b), dtype=hidden.dtype, device=hidden.device)
+    buf = torch.empty((min(vocab_chunk, v), b * n), dtype=hidden.dtype, device=hidden.device)
+    for s in range(0, v, vocab_chunk):
+        e = min(v, s + vocab_chunk)
+        chunk = buf[: e - s]
+        # [Vc, B*L] with positions contiguous: the reduction over positions runs along memory.
+        torch.mm(weight[s:e], filled.T, out=chunk)
+        torch.amax(chunk.view(e - s, b, n), dim=2, out=out_t[s:e])
+    out = out_t.T.contiguous()
+    if not bool(has_pos.all()):
+        out[~has_pos] = float("-inf")
     if bias is not None:
         out += bias
     return out.relu_().log1p_()

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from lens_rag.documents import Document, ScoredDocument, SourceHit
+from lens_rag.documents import Document, ScoredDocument, SourceHit, validate_document
 from lens_rag.errors import BulkWriteError, ConfigurationError, StoreCorruptedError
 from lens_rag.filters import Filters, matches, normalize_filters
 from lens_rag.sparse import SparseVector
@@ -270,24 +270,6 @@ class EmbeddedStore:
         return int(dim) if dim is not None else None
 
     # ------------------------------------------------------------------ writes
-    def _validate(self, doc: Document, dense_dim: int | None) -> str | None:
-        if not isinstance(doc.id, str) or not doc.id:
-            return "id must be a non-empty string"
-        if not isinstance(doc.content, str) or not doc.content.strip():
-            return "content is empty; drop the document or give it text"
-        if doc.embedding is not None:
-            if dense_dim is not None and len(doc.embedding) != dense_dim:
-                return f"embedding has {len(doc.embedding)} dimensions, the store holds {dense_dim}"
-            if not np.all(np.isfinite(np.asarray(doc.embedding, dtype=np.float64))):
-                return "embedding has NaN or infinite values"
-        if doc.sparse_embedding is not None and len(doc.sparse_embedding) and doc.sparse_embedding.values.min() <= 0:
-            return "sparse_embedding has non-positive weights"
-        try:
-            json.dumps(doc.meta)
-        except (TypeError, ValueError) as e:
-            return f"meta is not JSON-serialisable ({e})"
-        return None
-
     def write_documents(self, documents: Sequence[Document]) -> WriteResult:
         """Add or replace documents by id. Valid documents are written even when others fail.
 
@@ -301,7 +283,7 @@ class EmbeddedStore:
             dense_dim = self.dense_dimension
             batch: dict[str, Document] = {}
             for doc in documents:
-                reason = self._validate(doc, dense_dim)
+                reason = validate_document(doc, dense_dim)
                 if reason is not None:
                     failed[str(getattr(doc, "id", "?"))] = reason
                     continue

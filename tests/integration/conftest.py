@@ -6,6 +6,13 @@ import os
 
 import pytest
 
+
+def _missing(reason: str) -> None:
+    """Skip locally when a service is not running; fail in CI (.ci/run sets LENS_RAG_REQUIRE_SERVICES)."""
+    if os.environ.get("LENS_RAG_REQUIRE_SERVICES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
 # --- local LLM server (scripts/llm-server.sh) ----------------------------------------------------------------------
 
 
@@ -14,8 +21,8 @@ def llm_url() -> str:
     """The local LLM server's URL, from LENS_RAG_LLM_URL (set by `eval "$(scripts/llm-server.sh start)"`)."""
     url = os.environ.get("LENS_RAG_LLM_URL")
     if not url:
-        pytest.skip('LENS_RAG_LLM_URL is not set; start the local LLM server: eval "$(scripts/llm-server.sh start)"')
-    return url
+        _missing('LENS_RAG_LLM_URL is not set; start the local LLM server: eval "$(scripts/llm-server.sh start)"')
+    return url  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +39,5 @@ def es_url() -> str:
     """The Elasticsearch URL from ES_URL (set by `eval "$(scripts/elasticsearch.sh start)"`)."""
     url = os.environ.get("ES_URL")
     if not url:
-        reason = 'ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"'
-        if os.environ.get("LENS_RAG_REQUIRE_SERVICES"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return url
+        _missing('ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"')
+    return url  # type: ignore[return-value]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lens_rag.documents import Document
+from lens_rag.documents import validate_document as validate_common
 from lens_rag.stores.elasticsearch.mappings import CONTENT_FIELD, DENSE_FIELD, META_FIELD, SPARSE_FIELD
 
 __all__ = ["delete_actions", "document_source", "index_actions", "item_failure", "validate_document"]
@@ -15,26 +14,10 @@ __all__ = ["delete_actions", "document_source", "index_actions", "item_failure",
 
 def validate_document(doc: Any, dense_dims: int | None) -> str | None:
     """Why `doc` cannot be written (checked before sending), or `None`. The server checks the rest."""
-    if not isinstance(doc, Document):
-        return f"expected a lens_rag Document, got {type(doc).__name__}"
-    if not isinstance(doc.id, str) or not doc.id:
-        return "id must be a non-empty string"
-    if len(doc.id.encode()) > 512:
+    reason = validate_common(doc, dense_dims)
+    if reason is None and len(doc.id.encode()) > 512:
         return "id is longer than Elasticsearch's 512-byte _id limit; use a shorter stable id"
-    if not isinstance(doc.content, str) or not doc.content.strip():
-        return "content is empty; drop the document or give it text"
-    if doc.embedding is not None:
-        if dense_dims is not None and len(doc.embedding) != dense_dims:
-            return f"embedding has {len(doc.embedding)} dimensions, the index holds {dense_dims}"
-        if not all(math.isfinite(float(x)) for x in doc.embedding):
-            return "embedding has NaN or infinite values"
-    if doc.sparse_embedding is not None and len(doc.sparse_embedding) and float(doc.sparse_embedding.values.min()) <= 0:
-        return "sparse_embedding has non-positive weights (Elasticsearch sparse_vector needs them > 0)"
-    try:
-        json.dumps(doc.meta)
-    except (TypeError, ValueError) as e:
-        return f"meta is not JSON-serialisable ({e})"
-    return None
+    return reason.replace("the store holds", "the index holds") if reason else None
 
 
 def document_source(doc: Document) -> dict[str, Any]:
