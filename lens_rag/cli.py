@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,20 @@ def _retriever(args: argparse.Namespace, method: str, store: Any, encoders: Any,
     return retriever
 
 
+@contextmanager
+def _query_retriever(args: argparse.Namespace) -> Iterator[Any]:
+    """Open the store, check it holds documents, and yield the retriever `--method` names."""
+    store = _store(args)
+    try:
+        if store.count_documents() == 0:
+            raise ConfigurationError(
+                f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
+            )
+        yield _retriever(args, args.method, store, _encoders(args, _store_info(store)))
+    finally:
+        store.close()
+
+
 def _parse_filters(items: Sequence[str]) -> dict[str, Any] | None:
     filters: dict[str, Any] = {}
     for item in items:
@@ -254,17 +269,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        if store.count_documents() == 0:
-            raise ConfigurationError(
-                f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
-            )
-        encoders = _encoders(args, _store_info(store))
-        retriever = _retriever(args, args.method, store, encoders)
+    with _query_retriever(args) as retriever:
         hits = retriever.retrieve(args.query, top_k=args.top_k, filters=_parse_filters(args.filter))
-    finally:
-        store.close()
     if args.json:
         print(json.dumps({"query": args.query, "method": args.method, "results": [_hit_json(h) for h in hits]}))
         return 0
@@ -366,17 +372,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from lens_rag.answer import answer_question, format_answer
 
-    store = _store(args)
-    try:
-        if store.count_documents() == 0:
-            raise ConfigurationError(
-                f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
-            )
-        encoders = _encoders(args, _store_info(store))
-        retriever = _retriever(args, args.method, store, encoders)
+    with _query_retriever(args) as retriever:
         answer = answer_question(args.question, retriever, _llm_factory(args)(), top_k=args.top_k)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(answer.to_dict()))
     else:
