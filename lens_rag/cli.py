@@ -41,7 +41,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_retrieval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "minmax", "dbsf"], help="hybrid fusion (default rrf)")
+    p.add_argument(
+        "--fusion", default="minmax", choices=["rrf", "minmax", "dbsf"], help="hybrid fusion (default minmax)"
+    )
     p.add_argument("--candidate-k", type=int, default=100, help="results each retriever contributes to fusion")
     p.add_argument("--sparse-query-top-k", type=int, default=None, help="prune sparse queries to their top terms")
     p.add_argument("--rerank", default=None, metavar="MODEL", help="rerank with a sentence-transformers CrossEncoder")
@@ -52,6 +54,10 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL (default: $LENS_RAG_LLM_URL)")
     p.add_argument("--llm-model", default=None, help="model name on that server (default: $LENS_RAG_LLM_MODEL)")
     p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds before an LLM call gives up")
+    p.add_argument(
+        "--llm-backend", default="auto", choices=["auto", "openai", "transformers"],
+        help="auto: the server when a URL is given, else local transformers generation",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,9 +160,13 @@ def _encoders(args: argparse.Namespace, info: dict[str, Any]) -> Any:
 
 def _llm_factory(args: argparse.Namespace) -> Any:
     def make() -> Any:
-        from lens_rag.llm.openai_client import OpenAICompatibleClient
+        from lens_rag.llm.base import make_llm_client
 
-        return OpenAICompatibleClient(base_url=args.llm_url, model=args.llm_model, timeout=args.llm_timeout)
+        # With a URL (flag or $LENS_RAG_LLM_URL): that OpenAI-compatible server; without one,
+        # local transformers generation (the packaged SmolLM2 unless --llm-model names another).
+        return make_llm_client(
+            args.llm_url, args.llm_model, backend=args.llm_backend, timeout=args.llm_timeout, max_retries=2
+        )
 
     return make
 

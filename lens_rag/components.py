@@ -173,7 +173,7 @@ def build_retriever(
     store: Store,
     encoders: Encoders,
     *,
-    fusion: FusionMethod = "rrf",
+    fusion: FusionMethod = "minmax",
     weights: Mapping[str, float] | None = None,
     candidate_k: int = 100,
     sparse_query_top_k: int | None = None,
