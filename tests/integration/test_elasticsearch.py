@@ -84,7 +84,7 @@ def test_mapping_is_created_once_and_checked(make_store):
 
 
 def test_write_overwrite_get_delete(make_store, corpus):
-    store = make_store()
+    store = make_store(vectors_in_source=True)
     assert store.count_documents() == 0 and store.search_bm25("aspirin") == []
     result = store.write_documents(corpus)
     assert result.written == len(corpus) and store.count_documents() == len(corpus)
@@ -252,3 +252,10 @@ def test_store_info_round_trips_in_the_mapping_meta(store):
     store.set_info({"dense": {"model": "m"}})
     assert store.info == {"dense": {"model": "m"}}
     assert store.count_documents() > 0  # the documents are untouched
+
+
+def test_vectors_stay_out_of_source_by_default(store, corpus):
+    """Vectors are searchable but not stored in `_source` (faster hits); opt in with vectors_in_source=True."""
+    (doc,) = store.get_documents(["doc-5"], include_embeddings=True)
+    assert doc.embedding is None and doc.sparse_embedding is None
+    assert store.search_dense(corpus[5].embedding, top_k=1)[0].id == "doc-5"

@@ -243,3 +243,12 @@ def test_item_failure():
     )
     assert doc_id == "b"
     assert reason == "HTTP 400 document_parsing_exception: bad (caused by x: y)"
+
+
+def test_vectors_are_excluded_from_source_unless_asked():
+    body = index_body(analyzer="english", version=(8, 12, 2), dense_dims=384, dense_similarity="cosine")
+    assert body["mappings"]["_source"] == {"excludes": ["sparse_embedding", "embedding"]}
+    kept = index_body(
+        analyzer="english", version=(8, 12, 2), dense_dims=384, dense_similarity="cosine", vectors_in_source=True
+    )
+    assert "_source" not in kept["mappings"]

@@ -102,6 +102,7 @@ class ElasticsearchStore(AsyncMethods):
         request_timeout: float = 30.0,
         progress: bool = True,
         server_version: str | None = None,
+        vectors_in_source: bool = False,
     ) -> None:
         if not isinstance(index, str) or not _INDEX_NAME.match(index):
             raise ConfigurationError(
@@ -148,6 +149,7 @@ class ElasticsearchStore(AsyncMethods):
         self.refresh: RefreshPolicy = refresh
         self.chunk_size = chunk_size
         self.progress = progress
+        self.vectors_in_source = vectors_in_source
         self._version = parse_version(server_version) if server_version is not None else None
         self._client: Elasticsearch | None = None
         self._async_client: Any = None
@@ -178,7 +180,11 @@ class ElasticsearchStore(AsyncMethods):
     def _index_body(self, dims: int | None) -> dict[str, Any]:
         assert self._version is not None
         return index_body(
-            analyzer=self.analyzer, version=self._version, dense_dims=dims, dense_similarity=self.dense_similarity
+            analyzer=self.analyzer,
+            version=self._version,
+            dense_dims=dims,
+            dense_similarity=self.dense_similarity,
+            vectors_in_source=self.vectors_in_source,
         )
 
     def _check_mapping(self, response: dict[str, Any]) -> None:
