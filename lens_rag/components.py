@@ -55,7 +55,10 @@ def dense_encoder_from_config(config: Mapping[str, Any]) -> DenseEncoder:
 
 
 def _sparse_for(model: str, progress: bool) -> SparseEncoder:
-    if (Path(model) / "lens_config.json").is_file() or (Path(model) / "lm_head.safetensors").is_file():
+    # A LENS directory holds a clustered head (ours, or the released `lm_head.pth`); anything else
+    # is treated as a masked LM with its MLM head.
+    lens_files = ("lens_config.json", "lens_head.safetensors", "lm_head.pth")
+    if any((Path(model) / name).is_file() for name in lens_files):
         from lens_rag.encoders.lens import LENSEncoder
 
         return LENSEncoder(model=model, progress=progress)
