@@ -273,8 +273,8 @@ def main() -> None:
             ]
 
         print(
-            f"\n{len(qids)} queries, one at a time (cases interleaved per query), top-{TOP_K}; latency = ES round trip only "
-            f"(query encoding excluded); ratio = peer p50 / ours p50"
+            f"\n{len(qids)} queries, one at a time (cases interleaved per query), top-{TOP_K}; "
+            "latency = ES round trip only (query encoding excluded); ratio = peer p50 / ours p50"
         )
         header = (
             f"{'query type':<42} {'terms':>6} {'nDCG@10':>8} {'Δ full':>7} {'R@100':>6} {'p50 ms':>7} {'p95 ms':>7}"

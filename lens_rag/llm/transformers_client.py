@@ -141,7 +141,7 @@ class TransformersClient:
             device = self.device
             if device is None:
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-            model.to(device)  # type: ignore[arg-type]
+            model.to(device)  # type: ignore[arg-type]  # transformers types `to` via a decorator mypy misreads
             model.eval()
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
