@@ -55,16 +55,28 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _sparse_scores(matrix: sp.csc_matrix, query: SparseVector) -> npt.NDArray[np.float32]:
-    """Dot product of `query` with every row, touching only the query's posting lists (CSC columns)."""
+def _sparse_scores(
+    matrix: sp.csc_matrix, query: SparseVector, by_row: sp.csr_matrix | None = None
+) -> npt.NDArray[np.float32]:
+    """Dot product of `query` with every row.
+
+    Touches only the query's posting lists (CSC columns) when they are short; when they cover a
+    large share of the matrix (very common terms), one CSR matrix-vector product over `by_row` is
+    cheaper, so the kernel picks by counting postings first. Both give the same scores.
+    """
     keep = query.indices < matrix.shape[1]
     cols, weights = query.indices[keep], query.values[keep]
     starts, ends = matrix.indptr[cols], matrix.indptr[cols + 1]
     lengths = ends - starts
-    if not lengths.sum():
+    total = int(lengths.sum())
+    if not total:
         return np.zeros(matrix.shape[0], dtype=np.float32)
+    if by_row is not None and total > 0.25 * matrix.nnz:
+        dense_query = np.zeros(matrix.shape[1], dtype=np.float32)
+        dense_query[cols] = weights
+        return np.asarray(by_row @ dense_query, dtype=np.float32).ravel()
     # Gather every posting of every query term in one vectorised step, then sum per row.
-    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     contributions = matrix.data[positions] * np.repeat(weights, lengths)
     return np.bincount(matrix.indices[positions], weights=contributions, minlength=matrix.shape[0]).astype(np.float32)
 
@@ -518,7 +530,7 @@ class EmbeddedStore:
             matrix = self._sparse_matrix()
             if matrix is None:
                 return []
-            scores = _sparse_scores(matrix, query)
+            scores = _sparse_scores(matrix, query, self._sparse_parts[0])  # merged CSR, see _sparse_matrix
             return self._top(scores, self._mask(filters, self._has_sparse), top_k, "sparse", positive_only=True)
 
     def search_dense(

@@ -192,9 +192,11 @@ def test_sparse_kernel_matches_a_full_matrix_product() -> None:
 
     rng = np.random.default_rng(1)
     matrix = sp.random(500, 300, density=0.05, format="csc", dtype=np.float32, random_state=1)
-    for _ in range(20):
-        idx = np.unique(rng.integers(0, 400, size=15))  # some beyond the matrix's 300 columns
+    for size in [15] * 10 + [250] * 10:  # short queries use posting lists, long ones the CSR product
+        idx = np.unique(rng.integers(0, 400, size=size))  # some beyond the matrix's 300 columns
         q = SparseVector(idx.astype(np.int64), rng.uniform(0.1, 2, size=idx.size).astype(np.float32))
         dense_q = np.zeros(400, np.float32)
         dense_q[idx] = q.values
-        np.testing.assert_allclose(_sparse_scores(matrix, q), matrix.tocsr() @ dense_q[:300], atol=1e-5)
+        expected = matrix.tocsr() @ dense_q[:300]
+        np.testing.assert_allclose(_sparse_scores(matrix, q), expected, atol=1e-5)  # posting lists
+        np.testing.assert_allclose(_sparse_scores(matrix, q, matrix.tocsr()), expected, atol=1e-5)  # picks CSR
