@@ -71,7 +71,7 @@ def _sparse_scores(
     total = int(lengths.sum())
     if not total:
         return np.zeros(matrix.shape[0], dtype=np.float32)
-    if by_row is not None and total > 0.25 * matrix.nnz:
+    if by_row is not None and total > 0.1 * matrix.nnz:  # a gathered posting costs ~8x a CSR non-zero
         dense_query = np.zeros(matrix.shape[1], dtype=np.float32)
         dense_query[cols] = weights
         return np.asarray(by_row @ dense_query, dtype=np.float32).ravel()
