@@ -93,13 +93,18 @@ def test_single_retrievers_label_their_sources(store: EmbeddedStore) -> None:
 
 def test_hybrid_keeps_per_source_scores_and_separates_depth(store: EmbeddedStore) -> None:
     hybrid = HybridRetriever(
-        [BM25Retriever(store), SparseRetriever(store, WordSparse()), DenseRetriever(store, WordDense())], candidate_k=3
+        [BM25Retriever(store), SparseRetriever(store, WordSparse()), DenseRetriever(store, WordDense())],
+        candidate_k=3,
+        fusion="rrf",
     )
     hits = hybrid.retrieve("vitamin heart", top_k=2)
     assert len(hits) == 2
     assert hits[0].id == "d"  # first in all three lists
     assert set(hits[0].sources) == {"bm25", "sparse", "dense"}
     assert hits[0].score == pytest.approx(3 / 61)
+    minmax = HybridRetriever([BM25Retriever(store), DenseRetriever(store, WordDense())])
+    assert minmax.fusion == "minmax"  # the default, see HybridRetriever's docstring
+    assert minmax.retrieve("vitamin heart", top_k=1)[0].score == pytest.approx(2.0)  # top of both lists
 
 
 def test_async_matches_sync(store: EmbeddedStore) -> None:
