@@ -81,6 +81,18 @@ def _sparse_scores(
     return np.bincount(matrix.indices[positions], weights=contributions, minlength=matrix.shape[0]).astype(np.float32)
 
 
+def _matvec(matrix: npt.NDArray[np.float32], vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """`matrix @ vector` through torch's thread pool rather than numpy's OpenBLAS.
+
+    The query was just encoded by a torch model; an OpenBLAS call in between leaves its threads
+    spinning against torch's OpenMP threads on the next encode. Measured on SciFact with MiniLM on
+    2 cores: 59 ms per dense query with numpy's gemv vs 20 ms with torch (encode alone: 17 ms).
+    """
+    import torch
+
+    return (torch.from_numpy(matrix) @ torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))).numpy()
+
+
 class EmbeddedStore:
     """A persistent (or in-memory) store with BM25, sparse and dense search.
 
@@ -549,7 +561,7 @@ class EmbeddedStore:
                     "embeddings; encode the query with the model that indexed the store"
                 )
             norm = float(np.linalg.norm(q))
-            scores = matrix @ (q / norm if norm else q)
+            scores = _matvec(matrix, q / norm if norm else q)
             return self._top(scores, self._mask(filters, self._has_dense), top_k, "dense", positive_only=False)
 
     # ------------------------------------------------------------------ lifecycle
