@@ -13,6 +13,7 @@ def _missing(reason: str) -> None:
         pytest.fail(reason)
     pytest.skip(reason)
 
+
 # --- local LLM server (scripts/llm-server.sh) ----------------------------------------------------------------------
 
 
