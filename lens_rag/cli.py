@@ -414,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # bm25s sets its own logger to DEBUG, which would print through our handler at any level.
+    logging.getLogger("bm25s").setLevel(max(level, logging.INFO))
     if args.no_progress:
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:
