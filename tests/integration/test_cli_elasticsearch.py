@@ -38,18 +38,8 @@ def test_index_and_search_on_elasticsearch(es_url: str, index_name: str, capsys:
     assert info["sparse"]["type"] == "mlm" and "model" in info["dense"]
 
 
-def test_eval_on_elasticsearch(es_url: str, index_name: str, tmp_path: Path, capsys) -> None:
-    beir = tmp_path / "beir"
-    (beir / "qrels").mkdir(parents=True)
-    corpus = [
-        {"_id": "d1", "title": "Scurvy", "text": "Scurvy is caused by a lack of vitamin C."},
-        {"_id": "d2", "title": "Aspirin", "text": "Aspirin lowers the risk of heart attack."},
-        {"_id": "d3", "title": "Volcanoes", "text": "Magma reaches the surface in volcanoes."},
-    ]
-    (beir / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
-    queries = [{"_id": "q1", "text": "vitamin C deficiency disease"}, {"_id": "q2", "text": "preventing heart attacks"}]
-    (beir / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+def test_eval_on_elasticsearch(es_url: str, index_name: str, tiny_beir: Path, capsys) -> None:
+    beir = tiny_beir
     argv = ["eval", "--dataset", str(beir), "--method", "bm25", "--method", "hybrid", "--store", "elasticsearch"]
     argv += ["--es-url", es_url, "--index", index_name, "--json", "--no-progress", "--no-cache"]
     assert main(argv) == 0

@@ -83,18 +83,8 @@ def test_corrupted_store_is_not_overwritten(tmp_path: Path, capsys: pytest.Captu
     assert (store / "manifest.json").read_text() == "garbage"
 
 
-def test_eval_bm25_on_a_tiny_beir_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    beir = tmp_path / "beir"
-    (beir / "qrels").mkdir(parents=True)
-    corpus = [
-        {"_id": "d1", "title": "Scurvy", "text": "Scurvy is caused by a lack of vitamin C."},
-        {"_id": "d2", "title": "Aspirin", "text": "Aspirin lowers the risk of heart attack."},
-        {"_id": "d3", "title": "Volcanoes", "text": "Magma reaches the surface in volcanoes."},
-    ]
-    (beir / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
-    queries = [{"_id": "q1", "text": "vitamin C deficiency"}, {"_id": "q2", "text": "heart attack prevention"}]
-    (beir / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+def test_eval_bm25_on_a_tiny_beir_dataset(tiny_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    beir = tiny_beir
     plot = tmp_path / "plot.png"
     code = main(["eval", "--dataset", str(beir), "--method", "bm25", "--json", "--plot", str(plot), "--no-progress"])
     assert code == 0
