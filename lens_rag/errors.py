@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailedError",
     "DatasetError",
+    "EncoderMismatchError",
     "LLMError",
     "LLMTimeoutError",
     "LensRagError",
@@ -86,3 +87,53 @@ class LLMTimeoutError(LLMError, TimeoutError):
 
 class DatasetError(LensRagError):
     """A dataset folder or file is missing, empty or malformed."""
+
+
+class EncoderMismatchError(ConfigurationError):
+    """A store's vectors were made by other encoders than the ones this write or search uses.
+
+    :param kind: ``"sparse"`` or ``"dense"``.
+    :param recorded: the identity the store recorded (see :func:`lens_rag.identity.encoder_identity`).
+    :param given: the identity of the encoder of this call.
+    :param action: what was attempted, e.g. ``"write to"`` or ``"search"``.
+    :param store: how to name the store in the message, e.g. ``"store '/data/notes'"``.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        recorded: Mapping[str, object],
+        given: Mapping[str, object],
+        *,
+        action: str = "use",
+        store: str = "the store",
+    ) -> None:
+        self.kind = kind
+        self.recorded = dict(recorded)
+        self.given = dict(given)
+
+        def describe(identity: Mapping[str, object]) -> str:
+            dim = identity.get("dimension")
+            return f"{identity.get('name')!r} (config {identity.get('config_hash')}" + (
+                f", {dim} dimensions)" if dim is not None else ")"
+            )
+
+        differing = _differing(recorded, given)
+        detail = f"; settings that differ: {', '.join(differing)}" if differing else ""
+        super().__init__(
+            f"cannot {action} {store} with {kind} encoder {describe(given)}: its {kind} vectors were made by "
+            f"{describe(recorded)}{detail}. Vectors of different encoders cannot be compared. Use the same "
+            f"{kind} encoder as the one that indexed the store (CLI: --{kind}-model {recorded.get('name')}), "
+            "or re-index into a new store directory or Elasticsearch index."
+        )
+
+
+def _differing(recorded: Mapping[str, object], given: Mapping[str, object]) -> list[str]:
+    a, b = recorded.get("config"), given.get("config")
+    keys: list[str] = []
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if recorded.get("dimension") is not None and given.get("dimension") is not None:
+        if recorded.get("dimension") != given.get("dimension") and "dimension" not in keys:
+            keys.append("dimension")
+    return keys

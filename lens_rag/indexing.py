@@ -20,6 +20,7 @@ import numpy as np
 from lens_rag.documents import Document
 from lens_rag.encoders.base import DenseEncoder, SparseEncoder
 from lens_rag.errors import BulkWriteError, ConfigurationError
+from lens_rag.identity import ensure_encoder
 from lens_rag.sparse import SparseVector
 from lens_rag.stores.base import Store
 
@@ -140,11 +141,16 @@ def index_documents(
     cache: EmbeddingCache | None = None,
     progress: bool = True,
     total: int | None = None,
+    report: IndexReport | None = None,
 ) -> IndexReport:
     """Encode documents with the given encoders and write them to `store`, batch by batch.
 
     A batch whose documents the store rejects does not stop the run: the rejected ids and reasons
     are collected in the returned report (and logged), the rest is written.
+
+    Before the first write, the encoders' identity is checked against the one the store recorded
+    (and recorded when it has none), so a store never mixes vectors of two models
+    (see :mod:`lens_rag.identity`).
 
     :param store: the target store.
     :param documents: documents without embeddings (existing embeddings are replaced).
@@ -154,19 +160,26 @@ def index_documents(
     :param cache: reuse and record vectors on disk.
     :param progress: show a progress bar.
     :param total: number of documents, for the progress bar.
+    :param report: fill this report (so a caller still knows what was written when the run fails midway).
     :returns: an :class:`IndexReport`.
+    :raises EncoderMismatchError: if the store holds vectors made by other encoders.
     """
-    if batch_size < 1:
-        raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     from tqdm.auto import tqdm
 
-    report = IndexReport()
+    checked = False
+    report = IndexReport() if report is None else report
     bar = tqdm(total=total, desc="indexing", unit="doc", disable=not progress)
     try:
         for batch in _batches(documents, batch_size):
             batch = [d for d in batch if _keep(d, report)]
             if not batch:
                 continue
+            if not checked:  # once, and only when there is something to write
+                ensure_encoder(store, "sparse", sparse_encoder, record=True)
+                ensure_encoder(store, "dense", dense_encoder, record=True)
+                checked = True
             if sparse_encoder is not None:
                 for d, v in zip(batch, _vectors(sparse_encoder, batch, cache, report), strict=True):
                     d.sparse_embedding = v
