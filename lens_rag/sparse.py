@@ -11,7 +11,11 @@ import numpy.typing as npt
 
 from lens_rag.errors import ConfigurationError
 
-__all__ = ["SparseVector", "feature_name", "parse_feature_name"]
+__all__ = ["SPARSE_INDEX_LIMIT", "SparseVector", "feature_name", "parse_feature_name"]
+
+#: Sparse dimension indices must be below this (exclusive): stores keep them as int32 (CSR/CSC
+#: matrices, the embedding cache), and a matrix of `max index + 1` columns must still fit in int32.
+SPARSE_INDEX_LIMIT = 2**31 - 1
 
 # Elasticsearch `sparse_vector` feature names may not contain "." and must be strings; plain
 # decimal dimension ids are the simplest safe names and map back to indices without a vocabulary.
@@ -40,8 +44,10 @@ def parse_feature_name(name: str) -> int:
 class SparseVector:
     """A sparse vector with strictly positive weights, indices sorted ascending and unique.
 
-    Construct with :meth:`from_arrays` or :meth:`from_dict` to validate; the dataclass itself
-    trusts its arguments (encoders build millions of these).
+    Construct with :meth:`from_arrays` or :meth:`from_dict` to sort, merge and validate. The
+    dataclass itself trusts the order of its arguments (encoders build millions of these) but
+    still refuses, at construction, what would corrupt a store: NaN/inf weights, indices outside
+    `[0, SPARSE_INDEX_LIMIT)`, arrays of different lengths or more than one dimension.
 
     :param indices: dimension ids (int64, ascending, unique).
     :param values: weights (float32, all > 0).
@@ -55,6 +61,16 @@ class SparseVector:
     indices: npt.NDArray[np.int64]
     values: npt.NDArray[np.float32]
 
+    def __post_init__(self) -> None:
+        idx, val = self.indices, self.values
+        if not (isinstance(idx, np.ndarray) and idx.dtype == np.int64):
+            idx = _as_array(idx, np.int64, "indices")
+            object.__setattr__(self, "indices", idx)
+        if not (isinstance(val, np.ndarray) and val.dtype == np.float32):
+            val = _as_array(val, np.float32, "values")
+            object.__setattr__(self, "values", val)
+        _check_arrays(idx, val)
+
     @classmethod
     def from_arrays(
         cls, indices: Iterable[int] | npt.ArrayLike, values: Iterable[float] | npt.ArrayLike
@@ -64,23 +80,29 @@ class SparseVector:
         :raises ConfigurationError: on mismatched lengths, negative indices, or negative/NaN weights.
         """
         # Anything that is not an ndarray is iterated (ArrayLike's scalar members fail here, as intended).
-        idx = np.asarray(
-            list(cast(Iterable[int], indices)) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64
-        ).ravel()
-        val = np.asarray(
-            list(cast(Iterable[float], values)) if not isinstance(values, np.ndarray) else values, dtype=np.float32
-        ).ravel()
-        if idx.shape != val.shape:
+        try:
+            with np.errstate(over="ignore"):  # float32 overflow becomes inf, refused below
+                raw_idx = np.asarray(
+                    list(cast(Iterable[int], indices)) if not isinstance(indices, np.ndarray) else indices
+                ).ravel()
+                val = np.asarray(
+                    list(cast(Iterable[float], values)) if not isinstance(values, np.ndarray) else values,
+                    dtype=np.float32,
+                ).ravel()
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ConfigurationError(f"SparseVector indices and values must be numbers ({e})") from e
+        if raw_idx.size and raw_idx.dtype.kind not in "iu":
             raise ConfigurationError(
-                f"SparseVector indices and values differ in length ({idx.size} vs {val.size}); "
-                "pass one weight per index"
+                f"SparseVector indices must be integers, got dtype {raw_idx.dtype} ({str(raw_idx[:5].tolist())[:60]})"
             )
-        if idx.size and idx.min() < 0:
-            raise ConfigurationError(f"SparseVector indices must be >= 0, got {int(idx.min())}")
-        if val.size and (not np.all(np.isfinite(val)) or val.min() < 0):
+        if raw_idx.dtype.kind == "u" and raw_idx.size and int(raw_idx.max()) >= SPARSE_INDEX_LIMIT:
+            raise ConfigurationError(f"SparseVector indices must be < {SPARSE_INDEX_LIMIT}, got {int(raw_idx.max())}")
+        idx = raw_idx.astype(np.int64)
+        _check_arrays(idx, val)
+        if val.size and val.min() < 0:
             raise ConfigurationError(
                 "SparseVector values must be finite and positive (Elasticsearch sparse_vector rejects others); "
-                f"got min={float(np.nanmin(val)) if np.any(~np.isnan(val)) else 'nan'}"
+                f"got min={float(val.min())}"
             )
         order = np.argsort(idx, kind="stable")
         idx, val = idx[order], val[order]
@@ -151,3 +173,36 @@ class SparseVector:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SparseVector:
         return cls.from_arrays(data["indices"], data["values"])
+
+
+def _as_array(data: Any, dtype: type[np.generic], what: str) -> Any:
+    try:
+        return np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigurationError(f"SparseVector {what} must be numbers, got {str(data)[:60]!r} ({e})") from e
+
+
+def _check_arrays(idx: npt.NDArray[np.int64], val: npt.NDArray[np.float32]) -> None:
+    """Refuse what would corrupt a store: mismatched or multi-dimensional arrays, bad indices, NaN/inf."""
+    if idx.ndim != 1 or val.ndim != 1:
+        raise ConfigurationError(
+            f"SparseVector indices and values must be 1-D arrays, got shapes {idx.shape} and {val.shape}"
+        )
+    if idx.shape != val.shape:
+        raise ConfigurationError(
+            f"SparseVector indices and values differ in length ({idx.size} vs {val.size}); pass one weight per index"
+        )
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0:
+            raise ConfigurationError(f"SparseVector indices must be >= 0, got {lo}")
+        if hi >= SPARSE_INDEX_LIMIT:
+            raise ConfigurationError(
+                f"SparseVector index {hi} is too large: indices must be < {SPARSE_INDEX_LIMIT} (2**31 - 1, stores keep "
+                "them as int32); indices are vocabulary ids of the sparse encoder"
+            )
+        if not np.isfinite(val).all():
+            raise ConfigurationError(
+                "SparseVector values must be finite and positive (Elasticsearch sparse_vector rejects others); "
+                f"got {int(np.count_nonzero(~np.isfinite(val)))} NaN or infinite weight(s)"
+            )
