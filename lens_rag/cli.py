@@ -1,7 +1,13 @@
 """`lens-rag` command line: index, search, eval, ask, build-head.
 
 The flags and the `--json` output shapes are a stable contract (other tools call them).
-Exit codes: 0 success, 1 partial failure (some documents rejected), 2 bad input or a failed run.
+Exit codes: 0 success, 1 partial failure (some documents rejected), 2 bad input or a failed run
+(nothing is written when the source is invalid: it is read in full before any model loads; a run
+that fails midway says how many documents it had committed), 130 interrupted.
+
+Output: results go to stdout; warnings, errors and progress bars to stderr. `search` and `ask`
+print results only; `index`, `eval` and `build-head` show one progress bar of ours. `-q` leaves
+errors only, `-v` adds our info messages, `-vv` debug messages and the libraries' own output.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +43,15 @@ def _add_store_args(p: argparse.ArgumentParser, default: str | None = None) -> N
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sparse-model", default="splade-tiny", help="sparse (SPLADE/LENS) model alias, path or name")
-    p.add_argument("--dense-model", default="all-MiniLM-L6-v2", help="dense sentence-transformers model")
+    # Default None: a store that records its encoders uses those; a new store gets splade-tiny / MiniLM.
+    p.add_argument(
+        "--sparse-model", default=None,
+        help="sparse (SPLADE/LENS) model alias, path or name (default: the store's, else splade-tiny)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dense-model", default=None,
+        help="dense sentence-transformers model (default: the store's, else all-MiniLM-L6-v2)",
+    )  # fmt: skip
 
 
 def _add_retrieval_args(p: argparse.ArgumentParser) -> None:
@@ -64,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lens-rag", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug, with the libraries' output)"
+    )
+    loudness.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr: no warnings, no progress")
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser
 
@@ -83,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, default=None, help="words shared by neighbouring chunks (default 40)")
     p.add_argument("--batch-size", type=int, default=256, help="documents per encode-and-write step")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or record document vectors on disk")
+    p.add_argument(
+        "--no-sync", action="store_true",
+        help="keep documents indexed earlier from SOURCE whose file or record is gone (default: delete them)",
+    )  # fmt: skip
 
     p = sub.add_parser("search", help="search a store")
     p.add_argument("query")
@@ -129,13 +151,94 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------------------- output
+# Loggers of libraries that talk at INFO/DEBUG (bm25s even sets its own logger to DEBUG).
+_NOISY_LOGGERS = (
+    "bm25s",
+    "transformers",
+    "sentence_transformers",
+    "huggingface_hub",
+    "urllib3",
+    "filelock",
+    "httpx",
+    "httpcore",
+    "elastic_transport",
+    "elasticsearch",
+    "torch",
+    "matplotlib",
+    "PIL",
+)
+_LONG_COMMANDS = frozenset({"index", "eval", "build-head"})
+
+
+@contextmanager
+def _output(args: argparse.Namespace) -> Iterator[None]:
+    """Configure logging and progress for one command; restore the loggers afterwards (tests call `main` often)."""
+    verbosity = -1 if args.quiet else min(args.verbose, 2)
+    # Our own progress bar only on long work; `search` and `ask` print results and nothing else.
+    args.progress = args.command in _LONG_COMMANDS and verbosity >= 0 and not args.no_progress
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbosity]
+    handler = logging.StreamHandler(sys.stderr)  # sys.stderr now, not at import (pytest swaps it)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    ours = logging.getLogger("lens_rag")
+    noisy = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    saved = [(logger_, logger_.level) for logger_ in (root, ours, *noisy)]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else min(level, logging.WARNING))
+    ours.setLevel(level)
+    for logger_ in noisy:  # the libraries' own messages only at -vv (and their warnings unless -q)
+        logger_.setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
+    if verbosity < 2:
+        _silence_libraries()
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for logger_, old in saved:
+            logger_.setLevel(old)
+
+
+def _silence_libraries() -> None:
+    """No third-party progress bars or chatter ("Loading weights", "Batches"); ours are passed progress=."""
+    # Read when the libraries are first imported, which happens later and only if a command needs them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Already imported (the CLI called in-process): switch them off directly.
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
+# Control characters (C0 but newline and tab, DEL, C1) and bidirectional overrides: a passage may hold
+# terminal escape codes that would recolour, move the cursor or rewrite the screen if printed raw.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters (except newline and tab) shown as `\\x1b`-style escapes."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else
+                            f"\\u{ord(m.group()):04x}", text)  # fmt: skip
+
+
+def _warn(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(f"warning: {_printable(message)}", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------- helpers
 def _store(args: argparse.Namespace, dense_dims: int | None = None) -> Any:
     from lens_rag.components import open_store
 
-    return open_store(
-        args.store, es_url=args.es_url, index=args.index, progress=not args.no_progress, dense_dims=dense_dims
-    )
+    return open_store(args.store, es_url=args.es_url, index=args.index, progress=False, dense_dims=dense_dims)
 
 
 def _store_info(store: Any) -> dict[str, Any]:
@@ -143,25 +246,70 @@ def _store_info(store: Any) -> dict[str, Any]:
     return dict(info) if isinstance(info, dict) else {}
 
 
+def _store_name(args: argparse.Namespace) -> str:
+    if args.store in ("elasticsearch", "es"):
+        return f"Elasticsearch index {args.index or 'lens-rag'!r}"
+    return f"store {args.store!r}"
+
+
+def _recorded_config(info: dict[str, Any], kind: str, flag: str | None) -> dict[str, Any] | None:
+    """The configuration of the `kind` encoder the store records, unless the flag names another model."""
+    from lens_rag.identity import normalize_model_name, recorded_identity
+
+    recorded = recorded_identity(info, kind)
+    if recorded is None or not isinstance(recorded.get("config"), dict):
+        return None
+    if flag is not None and normalize_model_name(flag) != recorded.get("name"):
+        return None  # another model: the identity check refuses it with both names
+    return dict(recorded["config"])
+
+
 def _encoders(args: argparse.Namespace, info: dict[str, Any]) -> Any:
     from lens_rag.components import Encoders
+    from lens_rag.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
 
-    # A store remembers the encoders that indexed it; flags given explicitly win.
-    explicit_sparse = args.sparse_model != "splade-tiny"
-    explicit_dense = args.dense_model != "all-MiniLM-L6-v2"
+    # A store remembers the encoders that indexed it: the same ones are rebuilt, settings included.
+    # Our progress bar covers encoding, so the encoders show none of their own.
     return Encoders(
-        args.sparse_model,
-        args.dense_model,
-        sparse_config=None if explicit_sparse else info.get("sparse"),
-        dense_config=None if explicit_dense else info.get("dense"),
-        progress=not args.no_progress,
+        args.sparse_model if args.sparse_model is not None else DEFAULT_SPARSE_MODEL,
+        args.dense_model if args.dense_model is not None else DEFAULT_DENSE_MODEL,
+        sparse_config=_recorded_config(info, "sparse", args.sparse_model),
+        dense_config=_recorded_config(info, "dense", args.dense_model),
+        progress=False,
     )
+
+
+def _check_encoders(args: argparse.Namespace, store: Any, info: dict[str, Any], needs: set[str], encoders: Any) -> None:
+    """Refuse a search whose sparse/dense encoder did not make the store's vectors, or that has no vectors."""
+    from lens_rag.identity import ensure_encoder
+
+    recorded = info.get("encoders")
+    for kind in ("sparse", "dense"):
+        if kind not in needs:
+            continue
+        if isinstance(recorded, dict) and kind not in recorded:
+            raise ConfigurationError(
+                f"{_store_name(args)} has no {kind} vectors (it was indexed with --no-{kind}); "
+                f"index it again without --no-{kind}, or search with a method that does not use {kind} "
+                f"(e.g. --method bm25{'' if kind == 'dense' else ' or dense'})"
+            )
+        ensure_encoder(store, kind, getattr(encoders, kind), record=False)
 
 
 def _llm_factory(args: argparse.Namespace) -> Any:
     def make() -> Any:
-        from lens_rag.llm.base import make_llm_client
+        from lens_rag.llm.base import ENV_LLM_URL, make_llm_client
 
+        url = args.llm_url if args.llm_url is not None else os.environ.get(ENV_LLM_URL) or None
+        local = args.llm_backend == "transformers" or (args.llm_backend == "auto" and url is None)
+        if local and args.llm_model is None:
+            _warn(
+                args,
+                "no LLM configured: answering with the small local model SmolLM2-135M-Instruct "
+                "(slow on first use, and weak). Point lens-rag at a better one with --llm-url URL --llm-model NAME "
+                "(any OpenAI-compatible server) or $LENS_RAG_LLM_URL and $LENS_RAG_LLM_MODEL, "
+                "or --llm-model NAME for another local model.",
+            )
         # With a URL (flag or $LENS_RAG_LLM_URL): that OpenAI-compatible server; without one,
         # local transformers generation (the packaged SmolLM2 unless --llm-model names another).
         return make_llm_client(
@@ -193,16 +341,31 @@ def _retriever(args: argparse.Namespace, method: str, store: Any, encoders: Any,
     return retriever
 
 
+def _check_query(text: str, what: str = "query") -> None:
+    if not text.strip():
+        raise ConfigurationError(f'the {what} is empty; pass the text to search for, e.g. lens-rag search "scurvy"')
+
+
 @contextmanager
 def _query_retriever(args: argparse.Namespace) -> Iterator[Any]:
-    """Open the store, check it holds documents, and yield the retriever `--method` names."""
+    """Open the store, check it holds documents made by these encoders, and yield the `--method` retriever."""
+    from lens_rag.components import method_needs
+
+    needs = method_needs(args.method)  # an unknown method fails here, before anything loads
+    if args.store == "memory":
+        raise ConfigurationError(
+            "--store memory is empty in a new process; pass the directory (or 'elasticsearch') you indexed into"
+        )
     store = _store(args)
     try:
         if store.count_documents() == 0:
             raise ConfigurationError(
                 f"the store {args.store!r} is empty; run `lens-rag index SOURCE --store ...` first"
             )
-        yield _retriever(args, args.method, store, _encoders(args, _store_info(store)))
+        info = _store_info(store)
+        encoders = _encoders(args, info)
+        _check_encoders(args, store, info, needs, encoders)
+        yield _retriever(args, args.method, store, encoders)
     finally:
         store.close()
 
@@ -231,100 +394,196 @@ def _hit_json(hit: Any) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------- commands
+# ---------------------------------------------------------------------------------------- index
+#: Metadata key naming the source (absolute path) a document was indexed from; `index` syncs by it.
+SOURCE_KEY = "indexed_from"
+
+
+def _scan(args: argparse.Namespace, reader: Any) -> list[str]:
+    """Read the whole source once, before any model loads: a bad record fails now, with nothing written."""
+    started = time.perf_counter()
+    ids: list[str] = []
+    ingest_logger = logging.getLogger("lens_rag.ingest")
+    old = ingest_logger.level
+    ingest_logger.setLevel(logging.ERROR)  # skipped files are listed once, below
+    try:
+        ids = [doc.id for doc in reader]
+    except LensRagError as e:
+        raise type(e)(f"{e} (nothing was written)") from e
+    finally:
+        ingest_logger.setLevel(old)
+    for skipped in reader.skipped:
+        _warn(args, f"skipped {skipped}")
+    logger.info("read %d chunks from %s in %.2fs", len(ids), args.source, time.perf_counter() - started)
+    return ids
+
+
+def _tagged(documents: Iterable[Any], root: str) -> Iterator[Any]:
+    for doc in documents:
+        doc.meta[SOURCE_KEY] = root
+        yield doc
+
+
+def _stale_ids(store: Any, root: str, keep: set[str]) -> list[str] | None:
+    """Ids of documents indexed earlier from `root` that the source no longer has (None: the store cannot tell)."""
+    lister = getattr(store, "iter_documents", None) or getattr(store, "filter_documents", None)
+    if lister is None:
+        return None
+    return [doc.id for doc in lister({SOURCE_KEY: root}) if doc.id not in keep]
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from lens_rag.components import Encoders
-    from lens_rag.indexing import EmbeddingCache, default_cache_dir, index_documents
+    from lens_rag.indexing import EmbeddingCache, IndexReport, default_cache_dir, index_documents
     from lens_rag.ingest import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, load_source
 
+    if args.store == "memory":
+        raise ConfigurationError(
+            "--store memory keeps documents only while one command runs, so `index` would index into nothing; "
+            "pass a directory (embedded store, e.g. --store ./my-store) or 'elasticsearch'"
+        )
     reader = load_source(
         args.source,
         chunk_size=args.chunk_size if args.chunk_size is not None else DEFAULT_CHUNK_SIZE,
         chunk_overlap=args.chunk_overlap if args.chunk_overlap is not None else DEFAULT_CHUNK_OVERLAP,
         progress=False,
     )
-    encoders = Encoders(args.sparse_model, args.dense_model, progress=not args.no_progress)
-    sparse = None if args.no_sparse else encoders.sparse
-    dense = None if args.no_dense else encoders.dense
-    store = _store(args, dense_dims=None if dense is None else dense.dimension)
-    cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
+    ids = _scan(args, reader)
+    root = str(Path(args.source).resolve())
+    store = _store(args)
+    report = IndexReport()
     started = time.perf_counter()
     try:
-        report = index_documents(
-            store, reader, sparse_encoder=sparse, dense_encoder=dense, batch_size=args.batch_size, cache=cache,
-            progress=not args.no_progress,
-        )  # fmt: skip
-        info = _store_info(store)
-        if sparse is not None:
-            info["sparse"] = sparse.to_config()  # type: ignore[attr-defined]
-        if dense is not None:
-            info["dense"] = dense.to_config()  # type: ignore[attr-defined]
-        if hasattr(store, "set_info"):
-            store.set_info(info)
+        encoders = _encoders(args, _store_info(store))
+        sparse = None if args.no_sparse else encoders.sparse
+        dense = None if args.no_dense else encoders.dense
+        if dense is not None and hasattr(store, "ensure_index"):  # Elasticsearch: map the dense field first
+            store.close()
+            store = _store(args, dense_dims=dense.dimension)
+        cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
+        try:
+            index_documents(
+                store, _tagged(reader, root), sparse_encoder=sparse, dense_encoder=dense, batch_size=args.batch_size,
+                cache=cache, progress=args.progress, total=len(ids), report=report,
+            )  # fmt: skip
+        except (LensRagError, OSError) as e:
+            committed = (
+                f"{report.written} of {len(ids)} chunks were committed before it stopped"
+                if report.written
+                else "nothing was written"
+            )
+            raise LensRagError(
+                f"indexing {args.source} failed: {e} — {committed}; fix the cause and run the same command again "
+                "(documents are replaced by id, so nothing is indexed twice)"
+            ) from e
+        except KeyboardInterrupt:
+            print(f"interrupted: {report.written} of {len(ids)} chunks were committed", file=sys.stderr)
+            raise
+        removed = 0
+        if not args.no_sync:
+            stale = _stale_ids(store, root, set(ids))
+            if stale is None:
+                _warn(args, "this store cannot list documents by metadata, so chunks of deleted files stay searchable")
+            elif stale:
+                removed = store.delete_documents(stale)
         total = store.count_documents()
     finally:
         store.close()
-    for skipped in reader.skipped:
-        print(f"warning: skipped {skipped}", file=sys.stderr)
+    synced = f"; removed {removed} chunks of files no longer in {args.source}" if removed else ""
     print(
         f"indexed {report.written} chunks into {args.store} ({total} in store) "
         f"in {time.perf_counter() - started:.1f}s; "
-        f"{report.encoded} encodings computed, {report.cached} reused from cache"
+        f"{report.encoded} encodings computed, {report.cached} reused from cache{synced}"
     )
     if report.failed:
         for doc_id, reason in report.failed.items():
-            print(f"error: document {doc_id!r} was not indexed: {reason}", file=sys.stderr)
+            print(f"error: document {_printable(doc_id)!r} was not indexed: {_printable(reason)}", file=sys.stderr)
         return 1
     return 0
 
 
+# ---------------------------------------------------------------------------------------- search / ask
 def cmd_search(args: argparse.Namespace) -> int:
+    _check_query(args.query)
+    filters = _parse_filters(args.filter)
     with _query_retriever(args) as retriever:
-        hits = retriever.retrieve(args.query, top_k=args.top_k, filters=_parse_filters(args.filter))
-    if args.json:
+        hits = retriever.retrieve(args.query, top_k=args.top_k, filters=filters)
+    if args.json:  # json.dumps escapes control characters itself
         print(json.dumps({"query": args.query, "method": args.method, "results": [_hit_json(h) for h in hits]}))
         return 0
     for h in hits:
         title = h.document.meta.get("title") or h.document.meta.get("source") or ""
         sources = ", ".join(f"{k} #{v.rank}" for k, v in h.sources.items())
         snippet = " ".join(h.document.content.split())[:160]
-        print(f"{h.rank:>3}. {h.score:.4f}  {h.id}  {title}\n     [{sources}]\n     {snippet}")
+        print(
+            _printable(f"{h.rank:>3}. {h.score:.4f}  {h.id}  {title}")
+            + f"\n     [{sources}]\n     "
+            + _printable(snippet)
+        )
     if not hits:
         print("no results")
     return 0
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    from lens_rag.answer import answer_question, format_answer
+
+    _check_query(args.question, "question")
+    with _query_retriever(args) as retriever:
+        answer = answer_question(args.question, retriever, _llm_factory(args)(), top_k=args.top_k)
+    if args.json:
+        print(json.dumps(answer.to_dict()))
+    else:
+        print(_printable(format_answer(answer)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- eval
 def _eval_store(args: argparse.Namespace, dataset: Any, needs: set[str], dataset_dir: Path) -> tuple[Any, Any]:
-    from lens_rag.components import Encoders
+    """The store to evaluate on: a fresh one, or one an earlier `eval` of this dataset filled (checked, reused)."""
     from lens_rag.indexing import EmbeddingCache, default_cache_dir, index_documents
 
-    encoders = Encoders(args.sparse_model, args.dense_model, progress=not args.no_progress)
-    sparse = encoders.sparse if "sparse" in needs else None
-    dense = encoders.dense if "dense" in needs else None
     if args.store in ("elasticsearch", "es") and args.index is None:
         args.index = f"lens-rag-eval-{dataset_dir.name.lower()}"
-    store = _store(args, dense_dims=None if dense is None else dense.dimension)
-    info = _store_info(store)
-    have = set(info.get("eval_fields", []))
-    fresh = store.count_documents() != len(dataset.corpus) or not needs <= have
-    if fresh:
+    marker = {"name": dataset_dir.name, "documents": len(dataset.corpus)}
+    store = _store(args)
+    try:
+        info = _store_info(store)
+        count = store.count_documents()
+        if count and (info.get("eval_dataset") or {}).get("name") != marker["name"]:
+            raise ConfigurationError(
+                f"{_store_name(args)} holds {count} documents that `lens-rag eval` did not index for "
+                f"{marker['name']!r}; evaluating would mix the BEIR corpus into them. Pass a new directory "
+                "(or --index NAME) for the evaluation store, or leave out --store to evaluate in memory"
+            )
+        have = set(info.get("eval_fields", [])) if count == len(dataset.corpus) else set()
+        encoders = _encoders(args, info)
+        # Reusing vectors made by other encoders would score the wrong model: refuse, never guess.
+        _check_encoders(args, store, info if count else {}, needs & have, encoders)
+        if needs <= have:
+            return store, encoders
+        fields = needs | have  # a rewrite replaces each document: keep the vectors it had
+        sparse = encoders.sparse if "sparse" in fields else None
+        dense = encoders.dense if "dense" in fields else None
+        if dense is not None and hasattr(store, "ensure_index"):
+            store.close()
+            store = _store(args, dense_dims=dense.dimension)
+        if hasattr(store, "set_info"):  # before writing: an interrupted run is still recognised as ours
+            store.set_info({**_store_info(store), "eval_dataset": marker, "eval_fields": []})
         cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
-        logger.info("indexing %d documents for %s", len(dataset.corpus), sorted(needs))
+        logger.info("indexing %d documents for %s", len(dataset.corpus), sorted(fields))
         docs = [d.without_embeddings() for d in dataset.corpus]
         report = index_documents(
-            store, docs, sparse_encoder=sparse, dense_encoder=dense, cache=cache, progress=not args.no_progress,
+            store, docs, sparse_encoder=sparse, dense_encoder=dense, cache=cache, progress=args.progress,
             total=len(docs),
         )  # fmt: skip
         if report.failed:
             raise LensRagError(f"{len(report.failed)} documents could not be indexed: {list(report.failed)[:5]}")
         if hasattr(store, "set_info"):
-            info.update(eval_fields=sorted(needs | have))
-            if sparse is not None:
-                info["sparse"] = sparse.to_config()  # type: ignore[attr-defined]
-            if dense is not None:
-                info["dense"] = dense.to_config()  # type: ignore[attr-defined]
-            store.set_info(info)
-    return store, encoders
+            store.set_info({**_store_info(store), "eval_dataset": marker, "eval_fields": sorted(fields)})
+        return store, encoders
+    except BaseException:
+        store.close()
+        raise
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -345,6 +604,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--limit-queries must be >= 1, got {args.limit_queries}")
         query_ids = query_ids[: args.limit_queries]
     qrels = {q: dataset.qrels[q] for q in query_ids if q in dataset.qrels}
+    empty = [q for q in query_ids if not dataset.queries[q].strip()]
+    if empty:
+        _warn(
+            args,
+            f"{len(empty)} quer{'y is' if len(empty) == 1 else 'ies are'} empty and skipped, counting as 0: "
+            + ", ".join(repr(q) for q in empty[:10])
+            + (" …" if len(empty) > 10 else ""),
+        )
+        query_ids = [q for q in query_ids if q not in set(empty)]
     store, encoders = _eval_store(args, dataset, needs, dataset_dir)
     scores: dict[str, dict[str, float]] = {}
     from tqdm.auto import tqdm
@@ -359,9 +627,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             retriever = _retriever(args, method, store, encoders, **lamer)
             run: dict[str, dict[str, float]] = {}
             started = time.perf_counter()
-            for qid in tqdm(query_ids, desc=method, unit="query", disable=args.no_progress):
-                # 101 so that removing a query's self-hit still leaves 100 results for Recall@100.
-                hits = retriever.retrieve(dataset.queries[qid], top_k=101)
+            for qid in tqdm(query_ids, desc=method, unit="query", disable=not args.progress):
+                try:
+                    # 101 so that removing a query's self-hit still leaves 100 results for Recall@100.
+                    hits = retriever.retrieve(dataset.queries[qid], top_k=101)
+                except LensRagError as e:
+                    raise type(e)(f"query {qid!r} ({dataset.queries[qid][:80]!r}) failed with {method}: {e}") from e
                 run[qid] = {h.id: h.score for h in hits}
             elapsed = time.perf_counter() - started
             result = evaluate_run(run, qrels)
@@ -379,23 +650,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    from lens_rag.answer import answer_question, format_answer
-
-    with _query_retriever(args) as retriever:
-        answer = answer_question(args.question, retriever, _llm_factory(args)(), top_k=args.top_k)
-    if args.json:
-        print(json.dumps(answer.to_dict()))
-    else:
-        print(format_answer(answer))
-    return 0
-
-
 def cmd_build_head(args: argparse.Namespace) -> int:
     from lens_rag.encoders.head_builder import build_head_command
 
     out = build_head_command(
-        args.model, args.clusters, args.out, seed=args.seed, gguf_file=args.gguf_file, progress=not args.no_progress
+        args.model, args.clusters, args.out, seed=args.seed, gguf_file=args.gguf_file, progress=args.progress
     )
     print(f"LENS model written to {out}. Its clustered head is untrained: fine-tune it before relying on it.")
     return 0
@@ -412,20 +671,15 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # bm25s sets its own logger to DEBUG, which would print through our handler at any level.
-    logging.getLogger("bm25s").setLevel(max(level, logging.INFO))
-    if args.no_progress:
-        os.environ.setdefault("TQDM_DISABLE", "1")
-    try:
-        return COMMANDS[args.command](args)
-    except LensRagError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with _output(args):
+        try:
+            return COMMANDS[args.command](args)
+        except LensRagError as e:
+            print(f"error: {_printable(str(e))}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ __all__ = [
     "encoder_identity",
     "ensure_encoder",
     "identity_from_config",
+    "normalize_model_name",
     "recorded_identity",
     "same_encoder",
 ]
@@ -76,7 +77,7 @@ def _check_kind(kind: str) -> None:
         raise ConfigurationError(f"kind must be 'sparse' or 'dense', got {kind!r}")
 
 
-def _normalize_model(name: Any) -> Any:
+def normalize_model_name(name: Any) -> Any:
     """An alias or Hub name stays as it is; an existing local path becomes absolute (or its alias)."""
     if not isinstance(name, str) or not name:
         return name
@@ -117,7 +118,7 @@ def identity_from_config(
     for key, value in config.items():
         if key in RUNTIME_KEYS:
             continue
-        kept[str(key)] = _normalize_model(value) if key == "model" else value
+        kept[str(key)] = normalize_model_name(value) if key == "model" else value
     hashed = {k: v for k, v in kept.items() if k not in _NOT_HASHED}
     blob = json.dumps(hashed, sort_keys=True, default=str, separators=(",", ":"))
     model = kept.get("model")
