@@ -27,7 +27,7 @@ from lens_rag.documents import ScoredDocument
 from lens_rag.errors import ConfigurationError
 from lens_rag.filters import Filters
 from lens_rag.lamer import passage_text, truncate_candidates
-from lens_rag.llm.base import LLMClient
+from lens_rag.llm.base import LLMClient, model_name_async
 from lens_rag.retrieval import Retriever
 
 __all__ = [
@@ -275,12 +275,16 @@ async def answer_question_async(
     passage_token_budget: int = 1200,
     example: Sequence[Mapping[str, str]] | None = ANSWER_EXAMPLE,
 ) -> Answer:
-    """The async twin of :func:`answer_question` (same arguments and result)."""
+    """The async twin of :func:`answer_question` (same arguments and result).
+
+    Never blocks the event loop: retrieval and generation use their async paths, and the model name is
+    read with :func:`~lens_rag.llm.base.model_name_async` (a client may have to ask its server for it).
+    """
     _check(question, top_k)
     passages = await retriever.retrieve_async(question, top_k=top_k, filters=filters)
     messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget, example)
     text = (await llm.generate_async(messages, n=1, temperature=temperature, max_tokens=max_tokens))[0]
-    return _make_answer(question, text, passages, llm.model)
+    return _make_answer(question, text, passages, await model_name_async(llm))
 
 
 def format_answer(answer: Answer, snippet_chars: int = 160) -> str:

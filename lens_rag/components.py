@@ -3,7 +3,9 @@
 Method names understood by :func:`build_retriever`:
 
 - ``bm25``, ``sparse``, ``dense`` — one retriever;
-- ``hybrid`` — RRF of bm25 + sparse + dense; ``hybrid:bm25+dense`` — RRF of the named ones;
+- ``hybrid`` — fusion of bm25 + sparse + dense; ``hybrid:bm25+dense`` — fusion of the named ones. The
+  fusion is min–max score fusion by default (it measured better than RRF on SciFact, see
+  :class:`~lens_rag.retrieval.HybridRetriever`); ``fusion="rrf"`` or ``"dbsf"`` picks another;
 - ``lamer`` — LameR over bm25; ``lamer:hybrid`` (or any method above) — LameR whose first and
   second stage are that method (the second stage can be set apart, see :func:`build_retriever`).
 """

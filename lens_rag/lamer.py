@@ -25,19 +25,20 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lens_rag.documents import ScoredDocument
 from lens_rag.errors import ConfigurationError, LLMError
 from lens_rag.filters import Filters
-from lens_rag.llm.base import LLMCache, LLMClient, LLMFallbackWarning, prompt_key
+from lens_rag.llm.base import LLMCache, LLMClient, LLMFallbackWarning, model_name_async, prompt_key
 from lens_rag.retrieval import Retriever
 
 __all__ = [
@@ -239,6 +240,10 @@ class LameRRetriever:
     :param cache: `None`/`True`: an in-memory :class:`~lens_rag.llm.base.LLMCache`; `False`: no cache; a path:
         an on-disk cache directory; or an `LLMCache` to share.
     :param name: this retriever's name in fused results.
+
+    ``retrieve_async`` never blocks the event loop: the LLM is called with `generate_async`, its model name
+    is looked up asynchronously, and an on-disk cache is read and written in a worker thread.
+    ``to_config()`` nests the stages and the LLM client as their own configs (see :mod:`lens_rag.config`).
     """
 
     def __init__(
@@ -304,8 +309,8 @@ class LameRRetriever:
         texts = truncate_candidates([passage_text(c) for c in candidates], self.candidate_token_budget)
         return build_prompt(query, texts, self.template)
 
-    def _cache_key(self, prompt: str) -> str:
-        return prompt_key(self.llm.model, prompt, self.n_answers, self.temperature, self.max_tokens)
+    def _cache_key(self, prompt: str, model: str) -> str:
+        return prompt_key(model, prompt, self.n_answers, self.temperature, self.max_tokens)
 
     def _fallback(self, query: str, candidates: list[ScoredDocument], prompt: str, reason: str) -> AugmentedQuery:
         self.stats.fallbacks += 1
@@ -325,21 +330,26 @@ class LameRRetriever:
             query, answers, compose_query(query, answers), candidates=candidates, cached=cached, prompt=prompt
         )
 
-    def _lookup(self, prompt: str) -> tuple[str | None, list[str] | None]:
+    def _lookup(self, prompt: str, model: str) -> tuple[str | None, list[str] | None]:
         if self.cache is None:
             return None, None
-        key = self._cache_key(prompt)
+        key = self._cache_key(prompt, model)
         hit = self.cache.get(key)
         if hit is not None:
             self.stats.cache_hits += 1
         return key, hit
 
-    def _store(self, key: str | None, prompt: str, outputs: list[str]) -> None:
+    async def _lookup_async(self, prompt: str, model: str) -> tuple[str | None, list[str] | None]:
+        if self.cache is not None and self.cache.directory is not None:  # a file read: off the event loop
+            return await asyncio.to_thread(self._lookup, prompt, model)
+        return self._lookup(prompt, model)
+
+    def _store(self, key: str | None, prompt: str, outputs: list[str], model: str) -> None:
         if self.cache is not None and key is not None and any(o.strip() for o in outputs):
             self.cache.put(
                 key,
                 outputs,
-                model=self.llm.model,
+                model=model,
                 prompt=prompt,
                 n=self.n_answers,
                 temperature=self.temperature,
@@ -351,7 +361,8 @@ class LameRRetriever:
         candidates = list(candidates)[: self.n_candidates]
         prompt = self.prompt_for(query, candidates)
         try:
-            key, outputs = self._lookup(prompt)
+            model = self.llm.model
+            key, outputs = self._lookup(prompt, model)
             if outputs is not None:
                 return self._finish(query, candidates, prompt, outputs, cached=True)
             start = time.perf_counter()
@@ -364,7 +375,7 @@ class LameRRetriever:
                 self.stats.llm_seconds += time.perf_counter() - start
         except (LLMError, TimeoutError, ConnectionError) as e:
             return self._fallback(query, candidates, prompt, f"{type(e).__name__}: {e}")
-        self._store(key, prompt, outputs)
+        self._store(key, prompt, outputs, model)
         return self._finish(query, candidates, prompt, outputs, cached=False)
 
     async def augment_from_async(self, query: str, candidates: Sequence[ScoredDocument]) -> AugmentedQuery:
@@ -372,7 +383,8 @@ class LameRRetriever:
         candidates = list(candidates)[: self.n_candidates]
         prompt = self.prompt_for(query, candidates)
         try:
-            key, outputs = self._lookup(prompt)
+            model = await model_name_async(self.llm)
+            key, outputs = await self._lookup_async(prompt, model)
             if outputs is not None:
                 return self._finish(query, candidates, prompt, outputs, cached=True)
             start = time.perf_counter()
@@ -385,7 +397,10 @@ class LameRRetriever:
                 self.stats.llm_seconds += time.perf_counter() - start
         except (LLMError, TimeoutError, ConnectionError) as e:
             return self._fallback(query, candidates, prompt, f"{type(e).__name__}: {e}")
-        self._store(key, prompt, outputs)
+        if self.cache is not None and self.cache.directory is not None:
+            await asyncio.to_thread(self._store, key, prompt, outputs, model)
+        else:
+            self._store(key, prompt, outputs, model)
         return self._finish(query, candidates, prompt, outputs, cached=False)
 
     def augment(self, query: str, filters: Filters | None = None) -> AugmentedQuery:
@@ -440,6 +455,57 @@ class LameRRetriever:
         if reused is not None:
             return reused
         return await self.second_stage.retrieve_async(augmented.text, top_k=top_k, filters=filters)
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-only configuration; the stages and the LLM client are nested as their own configs.
+
+        ``second_stage`` is `None` when it is the first stage; ``template`` is `None` when it is the
+        domain's; ``cache`` is `False` (none), `True` (in memory) or the cache directory.
+        """
+        from lens_rag.config import to_config
+
+        if self.cache is None:
+            cache: bool | str = False
+        elif self.cache.directory is None:
+            cache = True
+        else:
+            cache = str(self.cache.directory)
+        return {
+            "type": "lamer_retriever",
+            "first_stage": to_config(self.first_stage),
+            "second_stage": None if self.second_stage is self.first_stage else to_config(self.second_stage),
+            "llm": to_config(self.llm),
+            "n_candidates": self.n_candidates,
+            "n_answers": self.n_answers,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "template": None if self.template == LAMER_TEMPLATES.get(self.domain) else self.template,
+            "domain": self.domain,
+            "candidate_token_budget": self.candidate_token_budget,
+            "cache": cache,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LameRRetriever:
+        """Rebuild from :meth:`to_config` output (``first_stage`` and ``llm`` are required).
+
+        :raises ConfigurationError: on unknown or missing keys.
+        """
+        from lens_rag.config import config_params, from_config, shared_instances
+
+        allowed = (
+            "first_stage", "second_stage", "llm", "n_candidates", "n_answers", "temperature", "max_tokens",
+            "template", "domain", "candidate_token_budget", "cache", "name",
+        )  # fmt: skip
+        params = config_params(config, cls.__name__, allowed, ("first_stage", "llm"))
+        with shared_instances():
+            first = from_config(params.pop("first_stage"))
+            second_config = params.pop("second_stage", None)
+            second = None if second_config is None else from_config(second_config)
+            return cls(first, from_config(params.pop("llm")), second_stage=second, **params)
 
     def __repr__(self) -> str:
         return (

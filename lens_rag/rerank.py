@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lens_rag.documents import ScoredDocument, SourceHit
 from lens_rag.errors import ConfigurationError, ModelLoadError
 from lens_rag.models import resolve_model
 
-__all__ = ["FUSED_SOURCE", "RERANK_SOURCE", "CrossEncoderReranker"]
+__all__ = ["FUSED_SOURCE", "RERANK_SOURCE", "CrossEncoderReranker", "Reranker"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,26 @@ FUSED_SOURCE = "fused"
 RERANK_SOURCE = "rerank"
 
 _CONFIG_KEYS = ("model", "batch_size", "top_k", "score_threshold", "max_length", "progress", "device")
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Anything that reorders retrieved candidates (what :class:`~lens_rag.retrieval.RerankingRetriever` takes).
+
+    `rerank` and `rerank_async` take the same arguments and return the same thing: new
+    `ScoredDocument` objects, best first, at most `top_k` of them (`None`: the reranker's own default).
+    `to_config` makes it serialisable with the retriever that holds it (see :mod:`lens_rag.config`).
+    """
+
+    def rerank(
+        self, query: str, documents: Sequence[ScoredDocument], top_k: int | None = None
+    ) -> list[ScoredDocument]: ...
+
+    async def rerank_async(
+        self, query: str, documents: Sequence[ScoredDocument], top_k: int | None = None
+    ) -> list[ScoredDocument]: ...
+
+    def to_config(self) -> dict[str, Any]: ...
 
 
 def _check_top_k(top_k: int | None) -> None:
@@ -190,8 +210,11 @@ class CrossEncoderReranker:
         return await asyncio.to_thread(self.rerank, query, documents, top_k, score_threshold)
 
     def to_config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-serialisable; :meth:`from_config` rebuilds the reranker."""
-        return {key: getattr(self, key) for key in _CONFIG_KEYS}
+        """The constructor arguments, JSON-serialisable, with ``"type": "cross_encoder_reranker"``.
+
+        :meth:`from_config` (or :func:`lens_rag.config.from_config`) rebuilds the reranker.
+        """
+        return {"type": "cross_encoder_reranker", **{key: getattr(self, key) for key in _CONFIG_KEYS}}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CrossEncoderReranker:
@@ -201,6 +224,7 @@ class CrossEncoderReranker:
         :returns: the reranker (not loaded).
         :raises ConfigurationError: if a key is unknown or ``model`` is missing.
         """
+        config = {k: v for k, v in config.items() if k != "type"}
         unknown = sorted(set(config) - set(_CONFIG_KEYS))
         if unknown:
             raise ConfigurationError(

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ __all__ = [
     "check_generation_args",
     "llm_from_config",
     "make_llm_client",
+    "model_name_async",
     "prompt_key",
     "to_messages",
 ]
@@ -120,6 +122,18 @@ def to_messages(prompt: Prompt) -> list[dict[str, str]]:
     if not messages:
         raise ConfigurationError("prompt has no messages; pass a string or a non-empty list of chat messages")
     return messages
+
+
+async def model_name_async(llm: LLMClient) -> str:
+    """`llm.model` without blocking the event loop.
+
+    Reading `model` may be I/O (an OpenAI-compatible client with no model set asks the server), so a
+    client's own ``model_async()`` is awaited when it has one, else the property is read in a worker thread.
+    """
+    method = getattr(llm, "model_async", None)
+    if callable(method):
+        return str(await method())
+    return str(await asyncio.to_thread(getattr, llm, "model"))
 
 
 def check_generation_args(n: int, temperature: float, max_tokens: int) -> None:

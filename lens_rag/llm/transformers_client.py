@@ -54,6 +54,10 @@ class TransformersClient:
     :param cache_dir: where the safetensors copy of a GGUF goes; `None` uses :func:`default_cache_dir`.
     :param system_prompt: prepended as a system message when the prompt has none; `None` adds nothing.
     :param seed: seeds torch before each sampled generation, for reproducible samples; `None` does not seed.
+
+    **Greedy ``n``.** At ``temperature=0`` decoding is greedy and every sample would be the same, so
+    ``generate(..., n=5, temperature=0)`` decodes once and returns that answer 5 times (transformers
+    refuses ``num_return_sequences > 1`` without sampling). Sample with ``temperature > 0`` for distinct answers.
     """
 
     DEFAULT_MODEL = DEFAULT_LLM_GGUF
@@ -204,7 +208,7 @@ class TransformersClient:
 
         :param prompt: a string (one user message) or chat messages.
         :param n: how many samples (one batched `generate` call).
-        :param temperature: 0 decodes greedily (all `n` outputs are then identical).
+        :param temperature: 0 decodes greedily, once: the one answer is returned `n` times.
         :param max_tokens: most new tokens per sample.
         :returns: exactly `n` strings.
         :raises LLMError: when generation fails.
@@ -214,6 +218,7 @@ class TransformersClient:
         self.warm_up()
         import torch
 
+        greedy = temperature == 0
         start = time.perf_counter()
         try:
             with self._generate_lock, torch.inference_mode():
@@ -222,7 +227,8 @@ class TransformersClient:
                 ).to(self._device)
                 kwargs: dict[str, Any] = {
                     "max_new_tokens": max_tokens,
-                    "num_return_sequences": n,
+                    # Greedy decoding gives one answer however often it is asked for: decode once, repeat below.
+                    "num_return_sequences": 1 if greedy else n,
                     "pad_token_id": self._tokenizer.pad_token_id,
                 }
                 if temperature > 0:
@@ -234,6 +240,8 @@ class TransformersClient:
                 output = self._model.generate(**inputs, **kwargs)
             prompt_len = inputs["input_ids"].shape[1]
             texts = [t.strip() for t in self._tokenizer.batch_decode(output[:, prompt_len:], skip_special_tokens=True)]
+            if greedy:
+                texts = texts[:1] * n
         except (RuntimeError, ValueError) as e:
             self.usage.failures += 1
             raise LLMError(f"local generation with {self.model} failed: {e}") from e
@@ -252,7 +260,7 @@ class TransformersClient:
     # -- configuration -----------------------------------------------------------------------------
 
     def to_config(self) -> dict[str, Any]:
-        """A JSON-serialisable dict that :meth:`from_config` turns back into an equal client."""
+        """A JSON-serialisable dict (type ``"transformers"``); :meth:`from_config` rebuilds an equal client."""
         return {
             "type": "transformers",
             "model": self._model_name,
@@ -266,8 +274,14 @@ class TransformersClient:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TransformersClient:
-        """Build a client from :meth:`to_config` output; missing keys take the defaults."""
-        return cls(**{k: v for k, v in config.items() if k != "type"})
+        """Build a client from :meth:`to_config` output; missing keys take the defaults.
+
+        :raises ConfigurationError: on unknown keys.
+        """
+        from lens_rag.config import config_params
+
+        allowed = ("model", "gguf_file", "device", "torch_dtype", "cache_dir", "system_prompt", "seed")
+        return cls(**config_params(config, cls.__name__, allowed))
 
     def __repr__(self) -> str:
         return f"TransformersClient(model={self.model!r}, device={self._device or self.device!r})"

@@ -52,7 +52,7 @@ def _candidates() -> list[ScoredDocument]:
 
 
 def test_public_api() -> None:
-    assert set(rerank_module.__all__) == {"FUSED_SOURCE", "RERANK_SOURCE", "CrossEncoderReranker"}
+    assert set(rerank_module.__all__) == {"FUSED_SOURCE", "RERANK_SOURCE", "CrossEncoderReranker", "Reranker"}
 
 
 def test_init_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,6 +158,7 @@ def test_config_round_trip() -> None:
     )
     config = reranker.to_config()
     assert config == {
+        "type": "cross_encoder_reranker",
         "model": "some/model",
         "batch_size": 8,
         "top_k": 5,
