@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AuthenticationError",
     "BulkWriteError",
     "ConfigurationError",
     "ConnectionFailedError",
@@ -75,6 +76,13 @@ class BulkWriteError(StoreError):
 
 class ConnectionFailedError(StoreError, ConnectionError):
     """A server could not be reached after retries."""
+
+
+class AuthenticationError(StoreError):
+    """A server refused the credentials (HTTP 401) or their privileges (403); the message names what to check.
+
+    Secrets are never part of the message.
+    """
 
 
 class LLMError(LensRagError):

@@ -6,6 +6,7 @@ lazily by the store; nothing here does I/O.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import elasticsearch
 
-from lens_rag.errors import ConfigurationError, ConnectionFailedError, StoreError
+from lens_rag.errors import AuthenticationError, ConfigurationError, ConnectionFailedError, StoreError
 
 __all__ = ["DEFAULT_URL", "ConnectionSettings", "parse_version", "redact_url"]
 
@@ -124,7 +125,8 @@ def translate_error(error: Exception, settings: ConnectionSettings, action: str)
     :param error: the exception raised by the client.
     :param settings: the connection, for the (redacted) URL and retry count.
     :param action: what was being done, e.g. ``"search index 'docs'"``.
-    :returns: a :class:`ConnectionFailedError` or :class:`StoreError` to raise ``from error``.
+    :returns: a :class:`ConnectionFailedError`, :class:`AuthenticationError` (HTTP 401/403) or
+        :class:`StoreError` to raise ``from error``.
     """
 
     if isinstance(error, (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)):
@@ -136,11 +138,66 @@ def translate_error(error: Exception, settings: ConnectionSettings, action: str)
     if isinstance(error, elasticsearch.ApiError):
         status = error.meta.status if error.meta is not None else "?"
         if status in (401, 403):
-            return StoreError(
-                f"could not {action}: Elasticsearch at {settings.safe_url} answered HTTP {status} "
-                f"({error.message}). Check ES_API_KEY or ES_USERNAME/ES_PASSWORD and the key's privileges"
-            )
+            return _auth_error(error, status, settings, action)
         return StoreError(
             f"could not {action}: Elasticsearch answered HTTP {status}: {error.message} {error.info!s:.500}"
         )
     return StoreError(f"could not {action}: {type(error).__name__}: {error}")
+
+
+# --- authentication errors (es-ops) ----------------------------------------------------------------------------------
+def _secrets(settings: ConnectionSettings) -> list[str]:
+    """Every form of the configured secrets that could show up in a server's text (to redact it)."""
+    found: list[str] = []
+    if settings.api_key:
+        found.append(settings.api_key)
+        found.extend(part for part in settings.api_key.partition(":")[::2] if len(part) >= 8)
+        try:
+            decoded = base64.b64decode(settings.api_key, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            decoded = ""
+        found.extend(part for part in decoded.partition(":")[::2] if len(part) >= 8)
+    if settings.basic_auth is not None and settings.basic_auth[1]:
+        found.append(settings.basic_auth[1])
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _server_reason(error: elasticsearch.ApiError, settings: ConnectionSettings) -> str:
+    """The server's own reason (``error.reason``), with any configured secret redacted, at most 300 characters."""
+    info = error.info if isinstance(error.info, dict) else {}
+    detail = info.get("error")
+    reason = detail.get("reason") if isinstance(detail, dict) else None
+    text = str(reason or error.message)
+    for secret in _secrets(settings):
+        text = text.replace(secret, "<redacted>")
+    return text[:300]
+
+
+def _auth_error(
+    error: elasticsearch.ApiError, status: int, settings: ConnectionSettings, action: str
+) -> AuthenticationError:
+    """A clear :class:`AuthenticationError` for HTTP 401/403 that names what to check and never the secret."""
+    where = f"Elasticsearch at {settings.safe_url}"
+    reason = _server_reason(error, settings)
+    if settings.api_key is not None:
+        how = "the API key (api_key= or ES_API_KEY)"
+        check = (
+            "Check ES_API_KEY / api_key=: it must be the key's encoded form (or 'id:key') of a key created on "
+            "this cluster that has not expired or been invalidated"
+        )
+    elif settings.basic_auth is not None:
+        how = f"user {settings.basic_auth[0]!r} (basic_auth= or ES_USERNAME/ES_PASSWORD)"
+        check = f"Check ES_USERNAME / ES_PASSWORD (basic_auth=): the password of user {settings.basic_auth[0]!r}"
+    else:
+        return AuthenticationError(
+            f"could not {action}: {where} requires authentication and no credentials were given "
+            f"(HTTP {status}: {reason}). Set ES_API_KEY, or ES_USERNAME and ES_PASSWORD "
+            "(or pass api_key= / basic_auth=)"
+        )
+    if status == 403:
+        return AuthenticationError(
+            f"could not {action}: {where} authenticated {how} but refused the request for lack of privileges "
+            f"(HTTP 403: {reason}). Grant that user or API key the index privileges it needs "
+            "(e.g. create_index, write, read, view_index_metadata, manage on the index)"
+        )
+    return AuthenticationError(f"could not {action}: {where} rejected {how} (HTTP 401: {reason}). {check}")
