@@ -152,22 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------- output
-# Loggers of libraries that talk at INFO/DEBUG (bm25s even sets its own logger to DEBUG).
-_NOISY_LOGGERS = (
-    "bm25s",
-    "transformers",
-    "sentence_transformers",
-    "huggingface_hub",
-    "urllib3",
-    "filelock",
-    "httpx",
-    "httpcore",
-    "elastic_transport",
-    "elasticsearch",
-    "torch",
-    "matplotlib",
-    "PIL",
-)
 _LONG_COMMANDS = frozenset({"index", "eval", "build-head"})
 
 
@@ -178,17 +162,23 @@ def _output(args: argparse.Namespace) -> Iterator[None]:
     # Our own progress bar only on long work; `search` and `ask` print results and nothing else.
     args.progress = args.command in _LONG_COMMANDS and verbosity >= 0 and not args.no_progress
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}[verbosity]
+    # Libraries speak at -vv only (and warn unless -q). Filtering in our handler holds even for a library
+    # that sets its own logger's level when imported (bm25s sets DEBUG), which happens later, lazily.
+    library_level = logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING)
+
+    def keep(record: logging.LogRecord) -> bool:
+        ours_ = record.name == "lens_rag" or record.name.startswith("lens_rag.")
+        return record.levelno >= (level if ours_ else library_level)
+
     handler = logging.StreamHandler(sys.stderr)  # sys.stderr now, not at import (pytest swaps it)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(keep)
     root = logging.getLogger()
     ours = logging.getLogger("lens_rag")
-    noisy = [logging.getLogger(name) for name in _NOISY_LOGGERS]
-    saved = [(logger_, logger_.level) for logger_ in (root, ours, *noisy)]
+    saved = [(root, root.level), (ours, ours.level)]
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity >= 2 else min(level, logging.WARNING))
+    root.setLevel(min(level, library_level))
     ours.setLevel(level)
-    for logger_ in noisy:  # the libraries' own messages only at -vv (and their warnings unless -q)
-        logger_.setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
     if verbosity < 2:
         _silence_libraries()
     try:
@@ -402,16 +392,10 @@ SOURCE_KEY = "indexed_from"
 def _scan(args: argparse.Namespace, reader: Any) -> list[str]:
     """Read the whole source once, before any model loads: a bad record fails now, with nothing written."""
     started = time.perf_counter()
-    ids: list[str] = []
-    ingest_logger = logging.getLogger("lens_rag.ingest")
-    old = ingest_logger.level
-    ingest_logger.setLevel(logging.ERROR)  # skipped files are listed once, below
     try:
         ids = [doc.id for doc in reader]
     except LensRagError as e:
         raise type(e)(f"{e} (nothing was written)") from e
-    finally:
-        ingest_logger.setLevel(old)
     for skipped in reader.skipped:
         _warn(args, f"skipped {skipped}")
     logger.info("read %d chunks from %s in %.2fs", len(ids), args.source, time.perf_counter() - started)
@@ -432,7 +416,25 @@ def _stale_ids(store: Any, root: str, keep: set[str]) -> list[str] | None:
     return [doc.id for doc in lister({SOURCE_KEY: root}) if doc.id not in keep]
 
 
+@contextmanager
+def _muted(name: str, unless: bool) -> Iterator[None]:
+    """Hold a logger to errors (e.g. what the CLI reports itself, once), unless `unless`."""
+    muted = logging.getLogger(name)
+    old = muted.level
+    if not unless:
+        muted.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        muted.setLevel(old)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
+    with _muted("lens_rag.ingest", unless=args.verbose > 0):  # skipped files: listed once by _scan
+        return _index(args)
+
+
+def _index(args: argparse.Namespace) -> int:
     from lens_rag.indexing import EmbeddingCache, IndexReport, default_cache_dir, index_documents
     from lens_rag.ingest import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, load_source
 
