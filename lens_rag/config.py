@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -44,9 +45,10 @@ __all__ = [
     "to_config",
 ]
 
-#: Type name -> ``"module:Class"``. Encoder and LLM names predate the registry and are kept, because
-#: stores already record encoder configs under them.
-REGISTRY: dict[str, str] = {
+#: Type name -> ``"module:Class"`` (imported on first use) or, for classes registered at run time, the class.
+#: Encoder and LLM names predate the registry and are kept, because stores already record encoder configs
+#: under them.
+REGISTRY: dict[str, str | type] = {
     # stores
     "embedded_store": "lens_rag.stores.embedded:EmbeddedStore",
     "elasticsearch_store": "lens_rag.stores.elasticsearch:ElasticsearchStore",
@@ -76,16 +78,17 @@ def register(name: str, target: str | type) -> None:
     """Register a component type under `name` so :func:`from_config` can build it.
 
     :param name: the ``"type"`` its ``to_config()`` writes.
-    :param target: the class, or ``"module:Class"`` to import it lazily.
+    :param target: ``"module:Class"`` to import it lazily, or the class itself.
     :raises ConfigurationError: if `name` is taken by another class or `target` is malformed.
     """
-    path = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
-    if ":" not in path:
+    if isinstance(target, str) and ":" not in target:
+        raise ConfigurationError(f"target must be a class or 'module:Class', got {target!r}")
+    if not isinstance(target, str | type):
         raise ConfigurationError(f"target must be a class or 'module:Class', got {target!r}")
     existing = REGISTRY.get(name)
-    if existing is not None and existing != path:
+    if existing is not None and existing != target:
         raise ConfigurationError(f"component type {name!r} is already registered as {existing}; pick another name")
-    REGISTRY[name] = path
+    REGISTRY[name] = target
 
 
 def resolve(name: str) -> type:
@@ -99,6 +102,8 @@ def resolve(name: str) -> type:
             f"unknown component type {name!r} in the configuration; known types: {', '.join(sorted(REGISTRY))} "
             "(register your own with lens_rag.config.register)"
         )
+    if isinstance(path, type):
+        return path
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -106,19 +111,33 @@ def resolve(name: str) -> type:
         raise ConfigurationError(f"component type {name!r} needs {module_name}, which cannot be imported: {e}") from e
     obj: Any = module
     for part in attr.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
     if not isinstance(obj, type):
         raise ConfigurationError(f"component type {name!r} is registered as {path}, which is not a class")
     return obj
 
 
 def registered_type(cls: type) -> str | None:
-    """The registered type name of `cls` (or of its nearest registered base), or `None`."""
-    paths = {path: name for name, path in REGISTRY.items()}
+    """The registered type name of `cls` (or of its nearest registered base), or `None`.
+
+    Only registry entries whose module is already imported are considered (a class can only come
+    from an imported module), so this imports nothing.
+    """
+    candidates: dict[type, str] = {}
+    for name, path in REGISTRY.items():
+        if isinstance(path, type):
+            candidates.setdefault(path, name)
+            continue
+        module_name, _, attr = path.partition(":")
+        module = sys.modules.get(module_name)
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type):
+            candidates.setdefault(obj, name)
     for klass in cls.__mro__:
-        name = paths.get(f"{klass.__module__}:{klass.__qualname__}")
-        if name is not None:
-            return name
+        if klass in candidates:
+            return candidates[klass]
     return None
 
 
