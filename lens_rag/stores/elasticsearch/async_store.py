@@ -5,6 +5,7 @@ Validation, request bodies and response parsing are shared with the sync methods
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         refresh: RefreshPolicy
         _version: tuple[int, int, int] | None
         _async_client: Any
+        _async_client_loop: asyncio.AbstractEventLoop | None  # config-async: the loop `_async_client` belongs to
         _index_checked: bool
         _has_dense_field: bool
 
@@ -73,12 +75,24 @@ else:
 class AsyncMethods(_Base):
     """Mixin giving :class:`ElasticsearchStore` its `AsyncStore` methods."""
 
+    # --- config-async: the async client is bound to one event loop -----------------------------------------
     @property
     def async_client(self) -> AsyncElasticsearch:
-        """The async client, created on first use (inside the running event loop)."""
-        if self._async_client is None:
+        """The running event loop's async client, created on first use in each loop.
+
+        An `AsyncElasticsearch` (its aiohttp session) belongs to the loop that first used it; from a later
+        ``asyncio.run`` it would fail, so a store used from another loop gets a new client (the old one is
+        dropped: its loop is gone, or it is still closed by `close_async` from that loop).
+        """
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or getattr(self, "_async_client_loop", None) is not loop:
+            if self._async_client is not None:
+                logger.debug("new AsyncElasticsearch client for another event loop")
             self._async_client = AsyncElasticsearch(**self.settings.client_kwargs())
+            self._async_client_loop = loop
         return self._async_client
+
+    # --- config-async: end
 
     async def server_version_async(self) -> tuple[int, int, int]:
         if self._version is None:
@@ -219,10 +233,11 @@ class AsyncMethods(_Base):
         return [] if body is None else await self._search_async(body, "dense")
 
     async def close_async(self) -> None:
-        """Close the async client (call from the event loop that used it)."""
-        if self._async_client is not None:
-            await self._async_client.close()
-            self._async_client = None
+        """Close the async client (call from the event loop that used it; another loop's client is dropped)."""
+        client, self._async_client = self._async_client, None
+        if client is not None and getattr(self, "_async_client_loop", None) is asyncio.get_running_loop():
+            await client.close()
+        self._async_client_loop = None
 
     async def __aenter__(self) -> Self:
         return self
