@@ -36,9 +36,9 @@ def test_every_method_finds_the_answer(demo_store: str, method: str, capsys: pyt
 def test_store_remembers_its_encoders(demo_store: str) -> None:
     from lens_rag.stores.embedded import EmbeddedStore
 
-    info = EmbeddedStore(demo_store).info
-    assert info["sparse"]["type"] == "mlm"
-    assert "model" in info["dense"]
+    encoders = EmbeddedStore(demo_store).info["encoders"]
+    assert encoders["sparse"]["name"] == "splade-tiny" and encoders["sparse"]["type"] == "mlm"
+    assert encoders["dense"]["name"] == "all-MiniLM-L6-v2" and encoders["dense"]["dimension"] == 384
 
 
 def test_dense_dimension_mismatch_is_a_clear_error(demo_store: str, capsys: pytest.CaptureFixture[str]) -> None:
