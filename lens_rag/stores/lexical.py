@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,33 +67,31 @@ class BM25Index:
             out[self.rows] = self._retriever.get_scores(known)  # type: ignore[attr-defined]
         return out
 
-    def save(self, directory: Path, generation: int) -> None:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".bm25-"))
-        self._retriever.save(str(tmp), show_progress=False)  # type: ignore[attr-defined]
-        np.save(tmp / "rows.npy", self.rows)
-        (tmp / "lens_rag.json").write_text(json.dumps({"generation": generation, "language": self.language}))
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+    MARKER = "lens_rag.json"
+
+    def save(self, directory: Path) -> None:
+        """Write the index into `directory` (an existing, empty folder; the caller renames it into place).
+
+        The marker file is written last, so a folder without it is incomplete.
+        """
+        self._retriever.save(str(directory), show_progress=False)  # type: ignore[attr-defined]
+        np.save(directory / "rows.npy", self.rows)
+        (directory / self.MARKER).write_text(json.dumps({"language": self.language, "rows": int(self.rows.size)}))
 
     @classmethod
-    def load(cls, directory: Path, generation: int) -> BM25Index | None:
-        """The saved index if it was built at `generation`, else `None` (stale: rebuild)."""
-        marker = directory / "lens_rag.json"
-        if not marker.exists():
-            return None
-        try:
-            meta = json.loads(marker.read_text())
-            if meta.get("generation") != generation:
-                return None
-            import bm25s
+    def load(cls, directory: Path) -> BM25Index:
+        """Read an index written by :meth:`save`.
 
-            retriever = bm25s.BM25.load(str(directory), show_progress=False)
-            return cls(retriever, np.load(directory / "rows.npy"), meta.get("language"))
-        except (OSError, ValueError) as e:
-            logger.warning("BM25 index at %s is unreadable (%s); rebuilding it", directory, e)
-            return None
+        :raises OSError, ValueError: if it is incomplete or damaged (the caller rebuilds it).
+        """
+        import bm25s
+
+        meta = json.loads((directory / cls.MARKER).read_text())
+        rows = np.load(directory / "rows.npy")
+        if int(meta.get("rows", -1)) != rows.size:
+            raise ValueError("rows.npy does not match the marker")
+        retriever = bm25s.BM25.load(str(directory), show_progress=False)
+        return cls(retriever, rows, meta.get("language"))
 
 
 def _stemmer(language: str | None) -> object | None:

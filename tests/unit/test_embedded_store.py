@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from lens_rag.documents import Document
 from lens_rag.errors import BulkWriteError, ConfigurationError, StoreCorruptedError
 from lens_rag.sparse import SparseVector
-from lens_rag.stores.base import Store
+from lens_rag.stores.base import AsyncStore, Store
 from lens_rag.stores.embedded import EmbeddedStore
 
 pytestmark = pytest.mark.unit
@@ -39,6 +41,23 @@ def docs(dim: int = 4) -> list[Document]:
     return out
 
 
+def random_docs(n: int, start: int = 0, seed: int = 0, dim: int = 8) -> list[Document]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(start, start + n):
+        idx = np.unique(rng.integers(0, 300, size=12))
+        out.append(
+            Document(
+                id=f"d{i}",
+                content=f"passage number {i} about topic{i % 7} and word{i % 11}",
+                meta={"i": i, "mod": i % 5},
+                embedding=rng.standard_normal(dim).astype(np.float32).tolist(),
+                sparse_embedding=SparseVector(idx.astype(np.int64), rng.uniform(0.1, 2, idx.size).astype(np.float32)),
+            )
+        )
+    return out
+
+
 @pytest.fixture(params=["memory", "disk"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStore:
     s = EmbeddedStore(None if request.param == "memory" else tmp_path / "store", progress=False)
@@ -46,13 +65,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddedStore:
     return s
 
 
-def test_implements_the_store_protocol() -> None:
+def test_implements_the_store_protocols() -> None:
     assert isinstance(EmbeddedStore(None), Store)
+    assert isinstance(EmbeddedStore(None), AsyncStore)
 
 
 def test_construction_does_no_io(tmp_path: Path) -> None:
-    EmbeddedStore(tmp_path / "never-created")
-    assert not (tmp_path / "never-created").exists()
+    s = EmbeddedStore(tmp_path / "never-created")
+    assert s.count_documents() == 0 and s.search_bm25("x") == [] and s.info == {}
+    assert s.delete_documents(["x"]) == 0
+    assert not (tmp_path / "never-created").exists()  # reads and no-op deletes create nothing
 
 
 def test_bm25_finds_the_relevant_document(store: EmbeddedStore) -> None:
@@ -86,10 +108,40 @@ def test_filters(store: EmbeddedStore) -> None:
     assert store.search_dense([1, 0, 0, 0], top_k=10, filters={"n": {"in": [2, 3]}})[0].id in {"aspirin", "volcano"}
 
 
-def test_top_k_zero_and_negative(store: EmbeddedStore) -> None:
+def test_boolean_filters_run_in_sql(store: EmbeddedStore) -> None:
+    q = SparseVector.from_dict({7: 1.0})  # every document has dimension 7
+    either = {"$or": [{"n": 0}, {"n": 3}]}
+    assert {h.id for h in store.search_sparse(q, filters=either)} == {"scurvy", "volcano"}
+    assert {h.id for h in store.search_sparse(q, filters={"$not": {"topic": "vitamin"}})} == {"aspirin", "volcano"}
+    nested = {"$and": [{"topic": "other"}, {"$not": {"n": {"$lt": 3}}}]}
+    assert [h.id for h in store.search_dense([1, 1, 1, 1], filters=nested)] == ["volcano"]
+    assert store.count_documents({"$or": [{"topic": "vitamin"}, {"n": 2}]}) == 3
+    assert store.search_sparse(q, filters={"n": {"in": []}}) == []
+    with pytest.raises(ConfigurationError):
+        store.search_bm25("vitamin", filters={"n": {"near": 3}})
+
+
+def test_top_k_validation(store: EmbeddedStore) -> None:
     assert store.search_bm25("vitamin", top_k=0) == []
-    with pytest.raises(ConfigurationError, match="top_k must be >= 0"):
-        store.search_bm25("vitamin", top_k=-1)
+    assert store.search_dense([1, 0, 0, 0], top_k=0) == []
+    assert store.search_sparse(SparseVector.from_dict({1: 1.0}), top_k=0) == []
+    for bad in (-1, None, 2.5, "3", True):
+        with pytest.raises(ConfigurationError, match="top_k"):
+            store.search_bm25("vitamin", top_k=bad)  # type: ignore[arg-type]
+    assert len(store.search_bm25("vitamin", top_k=np.int64(1))) == 1  # type: ignore[arg-type]
+
+
+def test_bad_queries_are_refused(store: EmbeddedStore) -> None:
+    with pytest.raises(ConfigurationError, match="NaN or infinite"):
+        store.search_dense([float("nan"), 0, 0, 0])
+    with pytest.raises(ConfigurationError, match="NaN or infinite"):
+        store.search_dense([float("inf"), 0, 0, 0])
+    with pytest.raises(ConfigurationError, match="1-D"):
+        store.search_dense([[1.0, 0, 0, 0]])  # type: ignore[list-item]
+    with pytest.raises(ConfigurationError):
+        store.search_sparse({5: float("nan")})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="str"):
+        store.search_bm25(["vitamin"])  # type: ignore[arg-type]
 
 
 def test_overwrite_is_idempotent_and_delete(store: EmbeddedStore) -> None:
@@ -105,6 +157,8 @@ def test_overwrite_is_idempotent_and_delete(store: EmbeddedStore) -> None:
     assert store.delete_documents(["volcano", "unknown"]) == 1
     assert store.count_documents() == 3
     assert store.get_documents(["volcano"]) == []
+    with pytest.raises(ConfigurationError, match="list of ids"):
+        store.delete_documents("scurvy")
 
 
 def test_persistence_and_reopen(tmp_path: Path) -> None:
@@ -115,9 +169,11 @@ def test_persistence_and_reopen(tmp_path: Path) -> None:
     s.set_info({"dense": {"model": "x"}})
     s.search_bm25("vitamin")  # builds and saves the BM25 index
     s.close()
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith("store.sqlite-")) == ["cache", "store.sqlite"]
     again = EmbeddedStore(path, progress=False)
     assert again.count_documents() == 3
     assert again.info == {"dense": {"model": "x"}}
+    assert again.dense_dimension == 4
     assert again.search_bm25("lack of vitamin C")[0].id == "scurvy"
     assert again.search_dense([0, 1, 0, 0], top_k=4)[0].id != "rickets"
     assert again.search_sparse(SparseVector.from_dict({2: 1.0}))[0].id == "aspirin"
@@ -126,44 +182,67 @@ def test_persistence_and_reopen(tmp_path: Path) -> None:
     assert EmbeddedStore(path).count_documents() == 4
 
 
+def test_set_info_before_the_first_write_leaves_a_store_that_opens(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    EmbeddedStore(path).set_info({"encoders": {"dense": {"name": "m"}}})
+    s = EmbeddedStore(path, progress=False)
+    assert s.count_documents() == 0 and s.search_bm25("vitamin") == [] and s.dense_dimension is None
+    assert s.info == {"encoders": {"dense": {"name": "m"}}}
+    s.write_documents(docs())
+    assert s.update_info({"extra": 1}) == {"encoders": {"dense": {"name": "m"}}, "extra": 1}
+    assert EmbeddedStore(path).info["extra"] == 1 and EmbeddedStore(path).count_documents() == 4
+    with pytest.raises(ConfigurationError, match="JSON"):
+        s.set_info({"bad": float("nan")})
+
+
 def test_partial_failure_writes_the_rest_and_names_the_bad_ids(store: EmbeddedStore) -> None:
     bad = [
         Document(id="ok", content="A valid passage.", embedding=[1, 0, 0, 0]),
         Document(id="short", content="Wrong dims.", embedding=[1.0, 0.0]),
         Document(id="empty", content="   "),
         Document(id="nan", content="NaN vector", embedding=[float("nan"), 0, 0, 0]),
+        Document(id="surrogate", content="broken \ud800 text"),
+        Document(id=123, content="int id"),  # type: ignore[arg-type]
+        Document(id="nanmeta", content="meta with NaN", meta={"x": float("nan")}),
     ]
     with pytest.raises(BulkWriteError) as err:
         store.write_documents(bad)
-    assert set(err.value.failed) == {"short", "empty", "nan"}
+    assert set(err.value.failed) == {"short", "empty", "nan", "surrogate", "123", "nanmeta"}
     assert "2 dimensions, the store holds 4" in err.value.failed["short"]
+    assert "surrogate" in err.value.failed["surrogate"]
     assert err.value.written == 1
     assert store.get_documents(["ok"])[0].content == "A valid passage."
+    assert store.count_documents() == 5
 
 
-def test_corrupted_store_is_reported_and_left_alone(tmp_path: Path) -> None:
+def test_corrupted_database_is_reported_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path)
     s.write_documents(docs())
     s.close()
-    (path / "manifest.json").write_text("{not json")
-    before = sorted(p.name for p in path.rglob("*"))
+    for extra in path.glob("store.sqlite-*"):
+        extra.unlink()
+    (path / "store.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreCorruptedError, match="cannot be read"):
         EmbeddedStore(path).count_documents()
-    assert sorted(p.name for p in path.rglob("*")) == before
-    assert (path / "manifest.json").read_text() == "{not json"
+    assert (path / "store.sqlite").read_bytes() == b"this is not a database" * 100
 
 
-def test_missing_segment_is_corruption(tmp_path: Path) -> None:
+def test_a_format_1_store_is_refused_with_a_fix(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"format": "lens-rag-embedded", "version": 1}')
+    with pytest.raises(StoreCorruptedError, match="re-index"):
+        EmbeddedStore(tmp_path).count_documents()
+
+
+def test_a_damaged_vector_blob_is_corruption(tmp_path: Path) -> None:
     path = tmp_path / "store"
+    EmbeddedStore(path).write_documents(docs())
+    with sqlite3.connect(path / "store.sqlite") as conn:
+        conn.execute("UPDATE vectors SET sparse_indptr = x'0000'")
     s = EmbeddedStore(path)
-    s.write_documents(docs())
-    s.close()
-    seg = json.loads((path / "manifest.json").read_text())["segments"][0]
-    for f in (path / "segments" / seg).iterdir():
-        f.unlink()
-    with pytest.raises(StoreCorruptedError):
-        EmbeddedStore(path).count_documents()
+    assert s.count_documents() == 4  # texts are fine
+    with pytest.raises(StoreCorruptedError, match="vector blob is damaged"):
+        s.search_sparse(SparseVector.from_dict({1: 1.0}))
 
 
 def test_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
@@ -171,6 +250,129 @@ def test_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreCorruptedError, match="not a lens-rag store"):
         EmbeddedStore(tmp_path).write_documents(docs())
     assert (tmp_path / "notes.txt").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_deleted_and_damaged_caches_are_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    path = tmp_path / "store"
+    s = EmbeddedStore(path, progress=False)
+    s.write_documents(docs())
+    expected = [h.id for h in s.search_bm25("lack of vitamin")]
+    s.close()
+    shutil.rmtree(path / "cache")
+    assert [h.id for h in EmbeddedStore(path, progress=False).search_bm25("lack of vitamin")] == expected
+    (index_dir,) = [p for p in (path / "cache").iterdir() if p.name.startswith("bm25-")]
+    for f in index_dir.iterdir():
+        if f.suffix == ".npy":
+            f.write_bytes(f.read_bytes()[:20])  # truncated
+    (path / "cache" / ".tmp-orphan").mkdir()  # left by a crash mid-save
+    assert [h.id for h in EmbeddedStore(path, progress=False).search_bm25("lack of vitamin")] == expected
+    assert "rebuilding" in caplog.text
+    assert not (path / "cache" / ".tmp-orphan").exists()
+    again = EmbeddedStore(path, progress=False)
+    assert [h.id for h in again.search_bm25("lack of vitamin")] == expected  # the rebuilt one loads
+
+
+def test_bm25_cache_is_keyed_by_its_parameters(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    base = EmbeddedStore(path, progress=False)
+    base.write_documents(docs())
+    default = {h.id: h.score for h in base.search_bm25("lack of vitamin")}
+    base.close()
+    for kwargs in ({"bm25_k1": 0.5}, {"bm25_b": 0.2}):
+        other = {h.id: h.score for h in EmbeddedStore(path, progress=False, **kwargs).search_bm25("lack of vitamin")}
+        mem = EmbeddedStore(None, progress=False, **kwargs)
+        mem.write_documents(docs())
+        assert other == pytest.approx({h.id: h.score for h in mem.search_bm25("lack of vitamin")})
+        assert other != pytest.approx(default)
+    # stemming is part of the key too: "erupts" only finds "erupt" through the English stemmer
+    assert [h.id for h in EmbeddedStore(path, progress=False).search_bm25("erupting")] == ["volcano"]
+    assert EmbeddedStore(path, progress=False, language=None).search_bm25("erupting") == []
+
+
+def test_document_store_methods(store: EmbeddedStore) -> None:
+    assert store.count_documents() == 4
+    assert store.count_documents({"topic": "vitamin"}) == 2
+    assert [d.id for d in store.filter_documents({"topic": "other"})] == ["aspirin", "volcano"]
+    assert [d.id for d in store.filter_documents(limit=3)] == ["scurvy", "rickets", "aspirin"]
+    assert [d.id for d in store.iter_documents(batch_size=1)] == list(TEXTS)
+    full = store.filter_documents({"n": 2}, include_embeddings=True)[0]
+    assert full.embedding == [0.0, 0.0, 1.0, 0.0]
+    assert full.sparse_embedding is not None
+    assert full.sparse_embedding.indices.tolist() == [2, 7, 102]
+    np.testing.assert_allclose(full.sparse_embedding.values, [1.0, 0.3, 0.5])
+    assert store.filter_documents({"n": 2})[0].embedding is None
+    assert store.update_by_filter({"topic": "vitamin"}, {"reviewed": True, "n": 10}) == 2
+    assert store.get_documents(["rickets"])[0].meta == {"topic": "vitamin", "n": 10, "reviewed": True}
+    assert store.count_documents({"reviewed": True}) == 2
+    assert store.search_sparse(SparseVector.from_dict({7: 1.0}), filters={"reviewed": True})[0].id == "rickets"
+    assert store.delete_by_filter({"n": 10}) == 2
+    assert store.count_documents() == 2
+    with pytest.raises(ConfigurationError, match="delete_all_documents"):
+        store.delete_by_filter({})
+    assert store.delete_all_documents() == 2
+    assert store.count_documents() == 0 and store.search_dense([1, 0, 0, 0]) == []
+    assert store.dense_dimension is None
+    store.write_documents([Document(id="x", content="new start", embedding=[1.0, 2.0])])  # a new dimension is fine
+    assert store.search_dense([1.0, 2.0])[0].id == "x"
+
+
+def test_a_store_without_vectors_of_a_kind_says_so(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s", progress=False)
+    assert s.search_dense([1.0, 0.0]) == [] and s.search_sparse(SparseVector.from_dict({1: 1.0})) == []
+    s.write_documents([Document(id="a", content="only text here")])
+    with pytest.raises(ConfigurationError, match="indexed without a dense encoder"):
+        s.search_dense([1.0, 0.0])
+    with pytest.raises(ConfigurationError, match="indexed without a sparse encoder"):
+        s.search_sparse(SparseVector.from_dict({1: 1.0}))
+    assert s.search_bm25("text")[0].id == "a"
+
+
+def test_two_store_objects_on_one_directory_see_each_others_writes(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    a = EmbeddedStore(path, progress=False)
+    b = EmbeddedStore(path, progress=False)
+    a.write_documents(docs())
+    assert b.search_bm25("lack of vitamin C")[0].id == "scurvy"  # b has a BM25 index now
+    assert b.search_sparse(SparseVector.from_dict({3: 1.0}))[0].id == "volcano"
+    # a writes more and replaces a document: b's long-lived caches must follow, not attach hits to wrong rows
+    a.write_documents([Document(id="scurvy", content="Magma and lava only.", embedding=[0, 0, 0, 5])])
+    a.write_documents(random_docs(3, dim=4))
+    hits = b.search_bm25("lack of vitamin C")
+    assert hits[0].id == "rickets"
+    for h in hits:
+        assert h.document.content == a.get_documents([h.id])[0].content
+    assert b.search_bm25("magma lava")[0].id == "scurvy"
+    assert {h.id for h in b.search_dense([0, 0, 0, 1], top_k=2)} == {"scurvy", "volcano"}
+    assert b.count_documents() == 7
+    b.delete_documents(["volcano"])
+    assert "volcano" not in {h.id for h in a.search_sparse(SparseVector.from_dict({7: 1.0}), top_k=10)}
+    b.compact()  # a new epoch: a's caches start over
+    assert a.count_documents() == 6
+    assert a.search_bm25("magma lava")[0].id == "scurvy"
+    assert a.search_sparse(SparseVector.from_dict({1: 1.0}))[0].id == "rickets"
+    b.set_info({"by": "b"})
+    assert a.info == {"by": "b"}
+
+
+def test_incremental_caches_match_a_fresh_store(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    s = EmbeddedStore(path, progress=False)
+    q_dense = np.random.default_rng(5).standard_normal(8).tolist()
+    q_sparse = SparseVector.from_dict({3: 1.0, 50: 0.5, 120: 2.0, 299: 1.0})
+    for step in range(12):  # many small appends: the sparse tail blocks get merged on the way
+        s.write_documents(random_docs(20, start=step * 20, seed=step))
+        s.search_sparse(q_sparse)
+        s.search_dense(q_dense)
+        if step == 5:
+            s.delete_documents([f"d{i}" for i in range(0, 60, 3)])
+    fresh = EmbeddedStore(path, progress=False)
+    for method, q in (("search_sparse", q_sparse), ("search_dense", q_dense)):
+        got = [(h.id, round(h.score, 5)) for h in getattr(s, method)(q, top_k=50)]
+        assert got == [(h.id, round(h.score, 5)) for h in getattr(fresh, method)(q, top_k=50)]
+    assert s.count_documents() == 240 - 20
 
 
 def test_compact_keeps_live_documents(tmp_path: Path) -> None:
@@ -179,10 +381,48 @@ def test_compact_keeps_live_documents(tmp_path: Path) -> None:
     s.write_documents(docs())
     s.write_documents(docs())
     s.delete_documents(["volcano"])
+    s.write_documents([Document(id="plain", content="no vectors at all")])
+    s.set_info({"keep": True})
     s.compact()
-    assert s.count_documents() == 3
+    assert s.count_documents() == 4
+    assert s.info == {"keep": True}
     assert s.search_sparse(SparseVector.from_dict({1: 1.0}))[0].id == "rickets"
     assert s.search_dense([1, 0, 0, 0])[0].id == "scurvy"
+    assert s.search_bm25("vectors")[0].id == "plain"
+    with sqlite3.connect(path / "store.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*), MAX(row) FROM docs").fetchone() == (4, 3)
+    reopened = EmbeddedStore(path, progress=False)
+    assert {d.id for d in reopened.filter_documents(include_embeddings=True) if d.embedding} == {
+        "scurvy",
+        "rickets",
+        "aspirin",
+    }
+
+
+def test_to_config_round_trip(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s", bm25_k1=0.9, bm25_b=0.4, language=None, progress=False)
+    config = s.to_config()
+    assert config == json.loads(json.dumps(config))
+    assert config["type"] == "embedded_store"
+    again = EmbeddedStore.from_config(config)
+    assert again.to_config() == config
+    assert EmbeddedStore.from_config({"type": "embedded_store"}).path is None
+    with pytest.raises(ConfigurationError, match="elasticsearch_store"):
+        EmbeddedStore.from_config({"type": "elasticsearch_store"})
+    with pytest.raises(ConfigurationError, match="bm25_k1"):
+        EmbeddedStore(None, bm25_k1=float("nan"))
+
+
+def test_async_twins(store: EmbeddedStore) -> None:
+    async def run() -> None:
+        assert (await store.search_bm25_async("lack of vitamin C", top_k=1))[0].id == "scurvy"
+        assert (await store.search_dense_async([0, 1, 0, 0], top_k=1))[0].id == "rickets"
+        assert await store.count_documents_async({"topic": "vitamin"}) == 2
+        assert [d.id async for d in store.iter_documents_async(batch_size=3)] == list(TEXTS)
+        assert await store.delete_by_filter_async({"n": 0}) == 1
+        assert len(await store.filter_documents_async()) == 3
+
+    asyncio.run(run())
 
 
 def test_sparse_kernel_matches_a_full_matrix_product() -> None:
