@@ -33,10 +33,13 @@ def test_public_api() -> None:
         "TEXT_SUFFIXES",
         "SkippedFile",
         "SourceReader",
+        "SourceScan",
         "load_source",
+        "scan_source",
         "chunk_text",
     }
-    assert (DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP) == (200, 40)
+    # tokens of the packaged tokenizer: the default encoders' 256-token window less [CLS] and [SEP]
+    assert (DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP) == (254, 50)
 
 
 # --- chunking ---------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ def test_folder_recursive_sorted_with_stable_ids(tmp_path: Path) -> None:
     assert reader.kind == "folder"
     assert [d.id for d in docs] == ["a.md#0", "b.txt#0", "sub/a.md#0"]
     assert docs[2].content == "# Alpha title\n\nAlpha body."
-    assert docs[2].meta == {"source": "sub/a.md", "title": "Alpha title", "chunk": 0}
+    assert docs[2].meta == {"source_path": "sub/a.md", "source": "sub/a.md", "title": "Alpha title", "chunk": 0}
     assert docs[0].meta["title"] == "a"
     assert docs[1].meta["title"] == "b"
     assert reader.skipped == []
@@ -113,10 +116,10 @@ def test_folder_recursive_sorted_with_stable_ids(tmp_path: Path) -> None:
 
 def test_long_file_is_chunked(tmp_path: Path) -> None:
     (tmp_path / "long.txt").write_text(_sentences(0, 12), encoding="utf-8")
-    docs = list(load_source(tmp_path, chunk_size=50, chunk_overlap=10, progress=False))
+    docs = list(load_source(tmp_path, chunk_size=50, chunk_overlap=10, tokenizer=None, progress=False))
     assert [d.id for d in docs] == ["long.txt#0", "long.txt#1", "long.txt#2"]
     assert [d.meta["chunk"] for d in docs] == [0, 1, 2]
-    assert all(d.meta["source"] == "long.txt" for d in docs)
+    assert all(d.meta["source_path"] == "long.txt" == d.meta["source"] for d in docs)
 
 
 def test_single_text_file(tmp_path: Path) -> None:
@@ -172,7 +175,7 @@ def test_jsonl_fields_title_and_meta(tmp_path: Path) -> None:
     assert reader.kind == "jsonl"
     assert [d.id for d in docs] == ["d1", "7"]
     assert docs[0].content == "Title One\nBody one."
-    assert docs[0].meta == {"year": 2020, "source": str(path), "title": "Title One", "chunk": 0}
+    assert docs[0].meta == {"year": 2020, "source_path": str(path), "title": "Title One", "chunk": 0}
     assert docs[1].content == "Body two."
     assert docs[1].meta["title"] == ""
 
@@ -182,7 +185,7 @@ def test_jsonl_chunk_suffix_only_when_split(tmp_path: Path) -> None:
         tmp_path / "docs.jsonl",
         [{"_id": "short", "text": "Short."}, {"_id": "long", "title": "T", "text": _sentences(0, 12)}],
     )
-    docs = list(load_source(path, chunk_size=50, chunk_overlap=0, progress=False))
+    docs = list(load_source(path, chunk_size=50, chunk_overlap=0, tokenizer=None, progress=False))
     assert [d.id for d in docs] == ["short", "long#0", "long#1", "long#2"]
     assert all(d.content.startswith("T\n") for d in docs[1:])  # the title heads every chunk
 
@@ -222,5 +225,185 @@ def test_beir_folder_is_not_chunked_by_default(tmp_path: Path) -> None:
     assert [d.id for d in docs] == ["d1"]
     assert docs[0].content == "T\n" + _sentences(0, 30)
     assert docs[0].meta["title"] == "T" and docs[0].meta["metadata"] == {}
-    chunked = list(load_source(tmp_path, chunk=True, chunk_size=100, chunk_overlap=0, progress=False))
-    assert [d.id for d in chunked] == ["d1#0", "d1#1", "d1#2"]
+    chunked = list(load_source(tmp_path, chunk=True, chunk_size=100, chunk_overlap=0, tokenizer=None, progress=False))
+    # the title's word counts against every chunk: 9 ten-word sentences + "T" per chunk
+    assert [d.id for d in chunked] == ["d1#0", "d1#1", "d1#2", "d1#3"]
+    assert all(len(d.content.split()) <= 100 for d in chunked)
+
+
+# --- metadata keys, bad records, scan ------------------------------------------------------------
+
+
+def test_jsonl_keeps_the_records_own_source_field(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "docs.jsonl", [{"_id": "d1", "text": "Body.", "source": "pubmed", "year": 1}])
+    (doc,) = list(load_source(path, progress=False))
+    assert doc.meta["source"] == "pubmed"
+    assert doc.meta["source_path"] == str(path)
+
+
+def test_jsonl_own_chunk_and_source_path_fields_win_with_a_warning(tmp_path: Path) -> None:
+    path = _write_jsonl(
+        tmp_path / "docs.jsonl", [{"_id": "d1", "text": "Body.", "chunk": 7, "source_path": "orig.pdf"}]
+    )
+    reader = load_source(path, progress=False)
+    (doc,) = list(reader)
+    assert doc.meta["chunk"] == 7 and doc.meta["source_path"] == "orig.pdf"
+    assert [w.line for w in reader.warnings] == [1, 1]
+    assert "'chunk' field is kept" in reader.warnings[1].reason or "'chunk' field is kept" in reader.warnings[0].reason
+
+
+def test_jsonl_lone_surrogates_are_replaced_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    # json.dumps writes lone surrogates as \ud800 escapes, which json.loads turns back into lone surrogates
+    lines = [
+        json.dumps({"_id": "a", "title": "T\ud800", "text": "bad \udc80 text", "tags": ["x\ud800"]}),
+        json.dumps({"_id": "b", "text": "emoji \U0001f600 is a valid pair"}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reader = load_source(path, progress=False)
+    docs = list(reader)
+    assert docs[0].content == "T\ufffd\nbad \ufffd text"
+    assert docs[0].meta["tags"] == ["x\ufffd"] and docs[0].meta["title"] == "T\ufffd"
+    assert docs[1].content == "emoji \U0001f600 is a valid pair"
+    assert {w.line for w in reader.warnings} == {1}
+    assert all("U+FFFD" in w.reason for w in reader.warnings)
+    for doc in docs:
+        doc.content.encode("utf-8")  # writable
+
+
+def test_jsonl_lone_surrogate_in_id_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"_id": "a\ud800", "text": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"s\.jsonl, line 1: the record's '_id' holds a lone surrogate"):
+        list(load_source(path, progress=False))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"_id": "a", "text": "x", "score": NaN}', "NaN is not valid JSON"),
+        ('{"_id": "a", "text": "x", "score": Infinity}', "Infinity is not valid JSON"),
+        ('{"_id": 1.5, "text": "x"}', "'_id' is float '1.5'; ids must be strings or integers"),
+        ('{"_id": true, "text": "x"}', "'_id' is bool"),
+        ('{"_id": ["a"], "text": "x"}', "'_id' is list"),
+        ('{"_id": "a", "text": 5}', "no string 'text'"),
+        ('["a", "b"]', "expected a JSON object, got list"),
+        ('{"_id": "a", "text": "x"', "not valid JSON"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply|not valid JSON"),
+    ],
+)
+def test_jsonl_bad_lines(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"_id": "ok", "text": "fine"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=rf"bad\.jsonl, line 2: .*({message})"):
+        list(load_source(path, progress=False))
+
+
+def test_jsonl_non_utf8_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"_id": "ok", "text": "fine"}\n{"_id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(DatasetError, match=r"line 2: not valid UTF-8 \(byte 0xe9 at column 26\)"):
+        list(load_source(path, progress=False))
+
+
+def _bad_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.jsonl"
+    lines = [
+        '{"_id": "a", "text": "one"}',
+        "not json",
+        '{"_id": "b", "text": "two"}',
+        '{"text": "no id"}',
+        '{"_id": "a", "text": "again"}',
+        '{"_id": 123, "text": "int id"}',
+        '{"_id": "123", "text": "same id as a string"}',
+        '{"_id": "e", "text": "  "}',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_scan_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    path = _bad_file(tmp_path)
+    scan = load_source(path, progress=False).scan()
+    assert scan.kind == "jsonl" and not scan.ok
+    assert scan.records == 5
+    assert scan.error_count == 2
+    assert [(e.line, e.reason.split(" (")[0]) for e in scan.errors] == [
+        (2, "not valid JSON"),
+        (4, "the record has no '_id' or 'id' field"),
+    ]
+    assert [s.line for s in scan.skipped] == [8]
+    # repeated ids, including 123 and "123", which name the same document
+    assert [(w.line, w.reason) for w in scan.warnings] == [
+        (5, "id 'a' repeats line 1; the later record replaces the earlier one"),
+        (7, "id '123' repeats line 6; the later record replaces the earlier one"),
+    ]
+    with pytest.raises(DatasetError, match=r"has 2 bad record\(s\): .*mixed\.jsonl:2: not valid JSON.*mixed\.jsonl:4"):
+        scan.raise_for_errors()
+    assert "5 record(s), 2 error(s)" in str(scan)
+
+
+def test_scan_source_reads_without_a_tokenizer(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "ok.jsonl", [{"_id": str(i), "text": "x " * 1000} for i in range(3)])
+    scan = ingest.scan_source(path)
+    assert scan.ok and scan.records == 3
+    scan.raise_for_errors()  # no error
+
+
+def test_on_error_skip_loads_the_good_records(tmp_path: Path) -> None:
+    reader = load_source(_bad_file(tmp_path), progress=False, on_error="skip")
+    docs = list(reader)
+    assert [d.id for d in docs] == ["a", "b", "a", "123", "123"]
+    assert [(s.line, s.reason.split(" (")[0]) for s in reader.skipped] == [
+        (2, "not valid JSON"),
+        (4, "the record has no '_id' or 'id' field"),
+        (8, "record 'e' has empty text"),
+    ]
+    with pytest.raises(ConfigurationError, match="on_error must be 'raise' or 'skip'"):
+        load_source(_bad_file(tmp_path), on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_scan_folder(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("Fine text.", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (tmp_path / "empty.md").write_text("  \n", encoding="utf-8")
+    scan = load_source(tmp_path, progress=False).scan()
+    assert scan.ok and scan.records == 1
+    assert sorted(s.path.name for s in scan.skipped) == ["empty.md", "latin1.txt"]
+    (tmp_path / "good.txt").unlink()
+    with pytest.raises(DatasetError, match="gives no documents"):
+        load_source(tmp_path, progress=False).scan().raise_for_errors()
+
+
+def test_non_utf8_file_name_gets_escaped_ids(tmp_path: Path) -> None:
+    import os
+
+    name = os.fsdecode(b"caf\xe9.txt")  # surrogate-escaped by Python, not valid Unicode
+    try:
+        (tmp_path / name).write_text("Some text.", encoding="utf-8")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("the file system refuses non-UTF-8 names")
+    (doc,) = list(load_source(tmp_path, progress=False))
+    assert doc.id == "caf\\xe9.txt#0" and doc.meta["source_path"] == "caf\\xe9.txt"
+    doc.id.encode("utf-8")
+
+
+# --- token chunking through load_source ----------------------------------------------------------
+
+
+def test_default_chunks_fit_the_encoders_window(tmp_path: Path) -> None:
+    from lens_rag.chunking import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    assert tokenizer is not None, "the packaged SPLADE-tiny tokenizer is installed in dev environments"
+    body = " ".join(
+        f"Sentence {i} mentions immunohistochemistry, pharmacokinetics and CRISPR-Cas9 (p<0.05)." for i in range(120)
+    )
+    path = _write_jsonl(
+        tmp_path / "long.jsonl", [{"_id": "d", "title": "A rather long title about things", "text": body}]
+    )
+    docs = list(load_source(path, progress=False))
+    assert len(docs) > 3
+    for doc in docs:
+        assert len(tokenizer.offsets(doc.content)) <= DEFAULT_CHUNK_SIZE  # title included
+        assert doc.content.split("\n", 1)[1] in body  # chunk text is original text
