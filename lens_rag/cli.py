@@ -179,33 +179,68 @@ def _output(args: argparse.Namespace) -> Iterator[None]:
     root.addHandler(handler)
     root.setLevel(min(level, library_level))
     ours.setLevel(level)
-    if verbosity < 2:
-        _silence_libraries()
     try:
-        yield
+        if verbosity < 2:
+            with _libraries_silenced():
+                yield
+        else:
+            yield
     finally:
         root.removeHandler(handler)
         for logger_, old in saved:
             logger_.setLevel(old)
 
 
-def _silence_libraries() -> None:
-    """No third-party progress bars or chatter ("Loading weights", "Batches"); ours are passed progress=."""
-    # Read when the libraries are first imported, which happens later and only if a command needs them.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Already imported (the CLI called in-process): switch them off directly.
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
+_QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
-        disable_progress_bars()
-    if "transformers" in sys.modules:
+
+@contextmanager
+def _libraries_silenced() -> Iterator[None]:
+    """No third-party progress bars or chatter ("Loading weights", "Batches"); ours are passed progress=.
+
+    Undone afterwards, so that `main` called in-process (tests, notebooks) leaves the libraries as it found them.
+    """
+    saved_env = {key: os.environ.get(key) for key in _QUIET_ENV}
+    for key, value in _QUIET_ENV.items():  # read when a library is first imported, later and only if needed
+        os.environ.setdefault(key, value)
+    had_hub, had_transformers = "huggingface_hub" in sys.modules, "transformers" in sys.modules
+    hub_bars = tf_bars = True
+    tf_verbosity = logging.WARNING
+    if had_hub:  # already imported (the CLI called in-process): switch them off directly
+        from huggingface_hub import utils as hub_utils
+
+        hub_bars = not hub_utils.are_progress_bars_disabled()
+        hub_utils.disable_progress_bars()
+    if had_transformers:
         from transformers.utils import logging as hf_logging
 
+        tf_bars, tf_verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for key, old in saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        if "huggingface_hub" in sys.modules and (had_hub or saved_env["HF_HUB_DISABLE_PROGRESS_BARS"] is None):
+            from huggingface_hub import utils as hub_utils
+
+            if hub_bars:
+                hub_utils.enable_progress_bars()
+        if "transformers" in sys.modules and (had_transformers or saved_env["TRANSFORMERS_VERBOSITY"] is None):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity(tf_verbosity)
+            if tf_bars:
+                hf_logging.enable_progress_bar()
 
 
 # Control characters (C0 but newline and tab, DEL, C1) and bidirectional overrides: a passage may hold
@@ -551,7 +586,12 @@ def _eval_store(args: argparse.Namespace, dataset: Any, needs: set[str], dataset
     try:
         info = _store_info(store)
         count = store.count_documents()
-        if count and (info.get("eval_dataset") or {}).get("name") != marker["name"]:
+        recorded = info.get("eval_dataset")
+        # Stores an older `eval` filled have no marker, only eval_fields and the corpus' size.
+        ours = (recorded or {}).get("name") == marker["name"] or (
+            recorded is None and "eval_fields" in info and count == len(dataset.corpus)
+        )
+        if count and not ours:
             raise ConfigurationError(
                 f"{_store_name(args)} holds {count} documents that `lens-rag eval` did not index for "
                 f"{marker['name']!r}; evaluating would mix the BEIR corpus into them. Pass a new directory "
