@@ -137,6 +137,8 @@ class EmbeddedStore:
         self._bm25: BM25Index | None = None
         self._bm25_name: str | None = None
         self._masks: OrderedDict[Any, npt.NDArray[np.int64]] = OrderedDict()
+        self._live = 0  # live rows in `_alive`
+        self._base_masks: dict[str, npt.NDArray[np.bool_]] = {}  # live rows with a vector of a kind
 
     # ------------------------------------------------------------------ serialisation
     def to_config(self) -> dict[str, Any]:
@@ -260,6 +262,8 @@ class EmbeddedStore:
             alive[np.fromiter((r for (r,) in dead), dtype=np.int64, count=len(dead))] = False
         self._alive = alive
         self._alive_state = (snap.uuid, snap.epoch, snap.generation)
+        self._live = int(alive.sum())
+        self._base_masks.clear()
 
     def _sync_vectors(self, conn: sqlite3.Connection, snap: db.Snapshot) -> VectorCache:
         self._sync_alive(conn, snap)
@@ -268,6 +272,7 @@ class EmbeddedStore:
             rows = conn.execute(
                 f"SELECT {db.VECTOR_COLUMNS} FROM vectors WHERE first_row >= ? ORDER BY first_row", (cache.n_rows,)
             )
+            self._base_masks.clear()
             try:
                 cache.extend((db.decode_batch(r) for r in rows), snap.n_rows)
             except ValueError as e:
@@ -335,16 +340,25 @@ class EmbeddedStore:
                 self._masks.popitem(last=False)
         return rows
 
-    def _mask(
-        self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, need: npt.NDArray[np.bool_] | None = None
-    ) -> npt.NDArray[np.bool_]:
-        mask = self._alive.copy()
-        if need is not None:
-            mask &= need[: mask.size]
+    def _base_mask(self, kind: str) -> npt.NDArray[np.bool_]:
+        """Live rows (`kind` "all") or live rows with a `"sparse"`/`"dense"` vector; cached until the next change."""
+        mask = self._base_masks.get(kind)
+        if mask is None:
+            if kind == "all":
+                mask = self._alive
+            else:
+                has = self._vectors.has_sparse if kind == "sparse" else self._vectors.has_dense
+                mask = self._alive & has[: self._alive.size]
+            self._base_masks[kind] = mask
+        return mask
+
+    def _mask(self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, kind: str = "all") -> npt.NDArray[np.bool_]:
+        """Rows a search may return (read-only: callers must not modify it)."""
+        mask = self._base_mask(kind)
         if node is not None:
             keep = np.zeros(mask.size, dtype=bool)
             keep[self._filter_rows(conn, snap, node)] = True
-            mask &= keep
+            mask = mask & keep
         return mask
 
     # ------------------------------------------------------------------ writes
@@ -729,7 +743,7 @@ class EmbeddedStore:
             if conn is None or top_k == 0 or not query.strip():
                 return []
             self._sync_alive(conn, snap)
-            if not self._alive.any():
+            if not self._live:
                 return []
             scores = self._bm25_index(conn, snap).scores(query, n_rows=snap.n_rows)
             return self._top(conn, scores, self._mask(conn, snap, node), top_k, "bm25", positive_only=True)
@@ -745,13 +759,12 @@ class EmbeddedStore:
             if conn is None or top_k == 0:
                 return []
             cache = self._sync_vectors(conn, snap)
-            live = int(self._alive.sum())
-            if not live:
+            if not self._live:
                 return []
-            if not (cache.has_sparse & self._alive).any():
-                raise self._missing_vectors("sparse", live)
+            if not self._base_mask("sparse").any():
+                raise self._missing_vectors("sparse", self._live)
             scores = cache.sparse_scores(vector)
-            mask = self._mask(conn, snap, node, cache.has_sparse)
+            mask = self._mask(conn, snap, node, "sparse")
             return self._top(conn, scores, mask, top_k, "sparse", positive_only=True)
 
     def search_dense(
@@ -765,16 +778,15 @@ class EmbeddedStore:
             if conn is None or top_k == 0:
                 return []
             cache = self._sync_vectors(conn, snap)
-            live = int(self._alive.sum())
-            if not live:
+            if not self._live:
                 return []
             matrix = cache.dense
-            if matrix is None or not (cache.has_dense & self._alive).any():
-                raise self._missing_vectors("dense", live)
+            if matrix is None or not self._base_mask("dense").any():
+                raise self._missing_vectors("dense", self._live)
             q = check_dense_query(q, matrix.shape[1])
             norm = float(np.linalg.norm(q))
             scores = _matvec(matrix, q / norm if norm else q)
-            mask = self._mask(conn, snap, node, cache.has_dense)
+            mask = self._mask(conn, snap, node, "dense")
             return self._top(conn, scores, mask, top_k, "dense", positive_only=False)
 
     # helpers kept for benchmarks that time the raw kernels
@@ -884,6 +896,8 @@ class EmbeddedStore:
             self._alive_state = None
             self._bm25, self._bm25_name = None, None
             self._masks.clear()
+            self._live = 0
+            self._base_masks.clear()
 
     def __enter__(self) -> EmbeddedStore:
         return self

@@ -110,16 +110,24 @@ class Snapshot:
     content_generation: int
     epoch: int
     dense_dim: int | None
-    info: dict[str, Any]
+    info_json: str
     n_rows: int  # max(row) + 1: rows [0, n_rows) exist (live or dead)
 
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(json.loads(self.info_json))
 
-EMPTY_SNAPSHOT = Snapshot("", 0, 0, 0, None, {}, 0)
+
+EMPTY_SNAPSHOT = Snapshot("", 0, 0, 0, None, "{}", 0)
+_SNAPSHOT_SQL = "SELECT key, value FROM store_meta UNION ALL SELECT '~n_rows', IFNULL(MAX(row) + 1, 0) FROM docs"
 
 
 def read_snapshot(conn: sqlite3.Connection, where: str) -> Snapshot:
-    """Read the counters; call inside a transaction. :raises StoreCorruptedError: on a foreign format."""
-    values = dict(conn.execute("SELECT key, value FROM store_meta").fetchall())
+    """Read the counters (one statement); call inside a transaction.
+
+    :raises StoreCorruptedError: on a foreign format or version.
+    """
+    values = dict(conn.execute(_SNAPSHOT_SQL).fetchall())
     if values.get("format") != FORMAT_NAME:
         raise StoreCorruptedError(
             f"the store at {where!r} cannot be read: its database has format {values.get('format')!r}, "
@@ -131,7 +139,6 @@ def read_snapshot(conn: sqlite3.Connection, where: str) -> Snapshot:
             f"reads version {FORMAT_VERSION}. Nothing was changed; re-index into a new directory "
             "(`lens-rag index SOURCE --store NEW_DIR`) or use the lens-rag version that wrote it."
         )
-    (max_row,) = conn.execute("SELECT MAX(row) FROM docs").fetchone()
     dim = values.get("dense_dim")
     return Snapshot(
         uuid=values["uuid"],
@@ -139,8 +146,8 @@ def read_snapshot(conn: sqlite3.Connection, where: str) -> Snapshot:
         content_generation=int(values["content_generation"]),
         epoch=int(values["epoch"]),
         dense_dim=int(dim) if dim else None,
-        info=json.loads(values.get("info", "{}")),
-        n_rows=0 if max_row is None else int(max_row) + 1,
+        info_json=values.get("info", "{}"),
+        n_rows=int(values["~n_rows"]),
     )
 
 
