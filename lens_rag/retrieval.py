@@ -329,16 +329,20 @@ class HybridRetriever:
     def retrieve(self, query: str, top_k: int = 10, filters: Filters | None = None) -> list[ScoredDocument]:
         top_k = _check_top_k(top_k)
         depth = self._depth(top_k)
-        lists = {r.name: r.retrieve(query, top_k=depth, filters=filters) for r in self.retrievers}
+        lists = _one_round_trip(self.retrievers, query, depth, filters)  # es-ops: one _msearch when possible
+        if lists is None:
+            lists = {r.name: r.retrieve(query, top_k=depth, filters=filters) for r in self.retrievers}
         return fuse(lists, self.fusion, weights=self.weights, rrf_k=self.rrf_k, top_k=top_k)
 
     async def retrieve_async(self, query: str, top_k: int = 10, filters: Filters | None = None) -> list[ScoredDocument]:
         top_k = _check_top_k(top_k)
         depth = self._depth(top_k)
-        results = await asyncio.gather(
-            *(r.retrieve_async(query, top_k=depth, filters=filters) for r in self.retrievers)
-        )
-        lists = {r.name: hits for r, hits in zip(self.retrievers, results)}
+        lists = await _one_round_trip_async(self.retrievers, query, depth, filters)  # es-ops: one _msearch
+        if lists is None:
+            results = await asyncio.gather(
+                *(r.retrieve_async(query, top_k=depth, filters=filters) for r in self.retrievers)
+            )
+            lists = {r.name: hits for r, hits in zip(self.retrievers, results)}
         return fuse(lists, self.fusion, weights=self.weights, rrf_k=self.rrf_k, top_k=top_k)
 
     def to_config(self) -> dict[str, Any]:
@@ -434,3 +438,85 @@ def _rename(hits: list[ScoredDocument], name: str, store_label: str) -> list[Sco
             if store_label in h.sources:
                 h.sources[name] = h.sources.pop(store_label)
     return hits
+
+
+# --- es-ops: hybrid in one round trip ---------------------------------------------------------------------------------
+# When every member of a HybridRetriever is a plain BM25/sparse/dense retriever over one store that
+# has `search_many` (Elasticsearch: one `_msearch`), the queries are encoded side by side and all
+# searches go to the server in one request. Results are the same as searching one after another.
+
+#: Encode the sparse and dense query in two threads at once (torch releases the GIL during the
+#: forward pass). Measured with benchmarks/es_hybrid_latency.py; set False to encode one after another.
+PARALLEL_QUERY_ENCODING = True
+_ONE_TRIP_KINDS: dict[type, SearchKind] = {BM25Retriever: "bm25", SparseRetriever: "sparse", DenseRetriever: "dense"}
+_encode_pool: Any = None
+
+
+def _one_trip_store(retrievers: Sequence[Retriever], method: str) -> Any:
+    """The store all members search, when each is a plain BM25/sparse/dense retriever and the store has `method`."""
+    if len(retrievers) < 2 or any(type(r) not in _ONE_TRIP_KINDS for r in retrievers):
+        return None
+    store = getattr(retrievers[0], "store", None)
+    if any(getattr(r, "store", None) is not store for r in retrievers):
+        return None
+    return store if callable(getattr(store, method, None)) else None
+
+
+def _one_trip_requests(
+    retrievers: Sequence[Retriever], queries: Sequence[Any], depth: int, filters: Filters | None
+) -> list[Any]:
+    from lens_rag.stores.elasticsearch.msearch import SearchRequest
+
+    return [SearchRequest(_ONE_TRIP_KINDS[type(r)], q, depth, filters) for r, q in zip(retrievers, queries)]
+
+
+def _encode_side_by_side(retrievers: Sequence[Any], query: str) -> list[Any]:
+    """Each member's query: the text for BM25, else its encoder's vector (several encoders run in parallel threads)."""
+    global _encode_pool
+    out: list[Any] = [query] * len(retrievers)
+    encoding = [i for i, r in enumerate(retrievers) if type(r) is not BM25Retriever]
+    if len(encoding) > 1 and PARALLEL_QUERY_ENCODING:
+        if _encode_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _encode_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lens-rag-encode")
+        futures = {i: _encode_pool.submit(retrievers[i]._encode, query) for i in encoding}
+        for i, future in futures.items():
+            out[i] = future.result()
+    else:
+        for i in encoding:
+            out[i] = retrievers[i]._encode(query)
+    return out
+
+
+def _one_round_trip(
+    retrievers: Sequence[Retriever], query: str, depth: int, filters: Filters | None
+) -> dict[str, list[ScoredDocument]] | None:
+    """The members' result lists from one `search_many` call, or None when the members do not qualify."""
+    store = _one_trip_store(retrievers, "search_many")
+    if store is None:
+        return None
+    for r in retrievers:
+        if isinstance(r, _EncoderChecked):
+            r._check_encoder()
+    queries = _encode_side_by_side(retrievers, query)
+    results = store.search_many(_one_trip_requests(retrievers, queries, depth, filters))
+    return {r.name: _rename(hits, r.name, _ONE_TRIP_KINDS[type(r)]) for r, hits in zip(retrievers, results)}
+
+
+async def _one_round_trip_async(
+    retrievers: Sequence[Retriever], query: str, depth: int, filters: Filters | None
+) -> dict[str, list[ScoredDocument]] | None:
+    """Async twin of :func:`_one_round_trip`: encodes in worker threads, one `search_many_async` call."""
+    store = _one_trip_store(retrievers, "search_many_async")
+    if store is None:
+        return None
+    for r in retrievers:
+        if isinstance(r, _EncoderChecked):
+            await r._check_encoder_async()
+    queries = await asyncio.to_thread(_encode_side_by_side, retrievers, query)
+    results = await store.search_many_async(_one_trip_requests(retrievers, queries, depth, filters))
+    return {r.name: _rename(hits, r.name, _ONE_TRIP_KINDS[type(r)]) for r, hits in zip(retrievers, results)}
+
+
+# --- es-ops: end of hybrid in one round trip --------------------------------------------------------------------------
