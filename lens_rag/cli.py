@@ -97,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--no-sparse", action="store_true", help="skip sparse vectors")
     p.add_argument("--no-dense", action="store_true", help="skip dense vectors")
-    p.add_argument("--chunk-size", type=int, default=None, help="words per chunk (default 200)")
-    p.add_argument("--chunk-overlap", type=int, default=None, help="words shared by neighbouring chunks (default 40)")
+    p.add_argument(
+        "--chunk-size", type=int, default=None,
+        help="tokens of the encoders' tokenizer per chunk (default 254: a 256-token window less special tokens)",
+    )  # fmt: skip
+    p.add_argument("--chunk-overlap", type=int, default=None, help="tokens shared by neighbouring chunks (default 50)")
     p.add_argument("--batch-size", type=int, default=256, help="documents per encode-and-write step")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or record document vectors on disk")
     p.add_argument(
@@ -424,23 +427,41 @@ def _hit_json(hit: Any) -> dict[str, Any]:
 SOURCE_KEY = "indexed_from"
 
 
-def _scan(args: argparse.Namespace, reader: Any) -> list[str]:
-    """Read the whole source once, before any model loads: a bad record fails now, with nothing written."""
+def _scan(args: argparse.Namespace, reader: Any) -> Any:
+    """Read and check the whole source, before any model loads: bad records fail now, all listed, nothing written."""
     started = time.perf_counter()
+    scan = reader.scan()
     try:
-        ids = [doc.id for doc in reader]
+        scan.raise_for_errors()
     except LensRagError as e:
-        raise type(e)(f"{e} (nothing was written)") from e
-    for skipped in reader.skipped:
+        raise type(e)(f"{e} Nothing was written to {args.store}.") from e
+    for skipped in scan.skipped:
         _warn(args, f"skipped {skipped}")
-    logger.info("read %d chunks from %s in %.2fs", len(ids), args.source, time.perf_counter() - started)
-    return ids
+    for warning in scan.warnings:
+        _warn(args, str(warning))
+    logger.info("checked %s in %.2fs", scan, time.perf_counter() - started)
+    return scan
 
 
-def _tagged(documents: Iterable[Any], root: str) -> Iterator[Any]:
+def _tagged(documents: Iterable[Any], root: str, seen: set[str]) -> Iterator[Any]:
     for doc in documents:
         doc.meta[SOURCE_KEY] = root
+        seen.add(doc.id)
         yield doc
+
+
+def _chunk_tokenizer(args: argparse.Namespace, info: dict[str, Any]) -> Any:
+    """Chunks are measured in the tokens of the encoders that index them (the sparse one first)."""
+    from lens_rag.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
+
+    for kind, flag, off in (("sparse", args.sparse_model, args.no_sparse), ("dense", args.dense_model, args.no_dense)):
+        if off:
+            continue
+        model = flag if flag is not None else (_recorded_config(info, kind, None) or {}).get("model")
+        if model is None or model in (DEFAULT_SPARSE_MODEL, DEFAULT_DENSE_MODEL):
+            return "default"  # the packaged tokenizer: SPLADE-tiny's, the same tokens as MiniLM's
+        return model
+    return "default"
 
 
 def _stale_ids(store: Any, root: str, keep: set[str]) -> list[str] | None:
@@ -471,26 +492,29 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from lens_rag.indexing import EmbeddingCache, IndexReport, default_cache_dir, index_documents
-    from lens_rag.ingest import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, load_source
+    from lens_rag.ingest import load_source
 
     if args.store == "memory":
         raise ConfigurationError(
             "--store memory keeps documents only while one command runs, so `index` would index into nothing; "
             "pass a directory (embedded store, e.g. --store ./my-store) or 'elasticsearch'"
         )
-    reader = load_source(
-        args.source,
-        chunk_size=args.chunk_size if args.chunk_size is not None else DEFAULT_CHUNK_SIZE,
-        chunk_overlap=args.chunk_overlap if args.chunk_overlap is not None else DEFAULT_CHUNK_OVERLAP,
-        progress=False,
-    )
-    ids = _scan(args, reader)
-    root = str(Path(args.source).resolve())
-    store = _store(args)
+    store = _store(args)  # opening reads metadata only; no model loads before the source is checked
     report = IndexReport()
+    seen: set[str] = set()
     started = time.perf_counter()
     try:
-        encoders = _encoders(args, _store_info(store))
+        info = _store_info(store)
+        reader = load_source(
+            args.source,
+            chunk_size=args.chunk_size,
+            chunk_overlap=args.chunk_overlap,
+            tokenizer=_chunk_tokenizer(args, info),
+            progress=False,
+        )
+        scan = _scan(args, reader)
+        root = str(Path(args.source).resolve())
+        encoders = _encoders(args, info)
         sparse = None if args.no_sparse else encoders.sparse
         dense = None if args.no_dense else encoders.dense
         if dense is not None and hasattr(store, "ensure_index"):  # Elasticsearch: map the dense field first
@@ -499,12 +523,13 @@ def _index(args: argparse.Namespace) -> int:
         cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
         try:
             index_documents(
-                store, _tagged(reader, root), sparse_encoder=sparse, dense_encoder=dense, batch_size=args.batch_size,
-                cache=cache, progress=args.progress, total=len(ids), report=report,
+                store, _tagged(reader, root, seen), sparse_encoder=sparse, dense_encoder=dense,
+                batch_size=args.batch_size, cache=cache, progress=args.progress,
+                total=None if reader.chunk else scan.records, report=report,
             )  # fmt: skip
         except (LensRagError, OSError) as e:
             committed = (
-                f"{report.written} of {len(ids)} chunks were committed before it stopped"
+                f"{report.written} documents were committed before it stopped"
                 if report.written
                 else "nothing was written"
             )
@@ -513,11 +538,11 @@ def _index(args: argparse.Namespace) -> int:
                 "(documents are replaced by id, so nothing is indexed twice)"
             ) from e
         except KeyboardInterrupt:
-            print(f"interrupted: {report.written} of {len(ids)} chunks were committed", file=sys.stderr)
+            print(f"interrupted: {report.written} documents were committed", file=sys.stderr)
             raise
         removed = 0
         if not args.no_sync:
-            stale = _stale_ids(store, root, set(ids))
+            stale = _stale_ids(store, root, seen)
             if stale is None:
                 _warn(args, "this store cannot list documents by metadata, so chunks of deleted files stay searchable")
             elif stale:

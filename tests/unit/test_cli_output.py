@@ -112,7 +112,7 @@ def test_a_bad_line_is_reported_before_anything_is_written(tmp_path: Path, capsy
     # batch size 256: the bad line is in the second batch; the whole file is read before any write.
     assert _index(jsonl, store) == 2
     err = capsys.readouterr().err
-    assert "line 401" in err and "nothing was written" in err
+    assert "docs.jsonl:401" in err and "nothing was written" in err.lower()
     assert not (store / "nothing").exists()
     code = main(["search", "passage", "--store", str(store), "--method", "bm25"])
     assert code == 2 and "is empty" in capsys.readouterr().err
