@@ -723,6 +723,8 @@ def _es_not(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def _es(node: FilterNode, meta_field: str, field_types: Mapping[str, str] | None) -> dict[str, Any]:
+    if isinstance(node, And | Or) and len(node.children) == 1:
+        return _es(node.children[0], meta_field, field_types)
     if isinstance(node, And):
         if not node.children:
             return _MATCH_ALL

@@ -7,10 +7,10 @@ import logging
 import pytest
 
 from lens_rag.documents import Document
-from lens_rag.errors import ConfigurationError
+from lens_rag.errors import ConfigurationError, StoreError
 from lens_rag.sparse import SparseVector
-from lens_rag.stores.elasticsearch import bulk, queries
-from lens_rag.stores.elasticsearch.mappings import index_body, mapping_conflicts
+from lens_rag.stores.elasticsearch import bulk, by_filter, queries
+from lens_rag.stores.elasticsearch.mappings import field_types, index_body, mapping_conflicts
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +26,7 @@ def test_filters_to_dsl_covers_every_operator():
             "draft": {"ne": True},
             "tag": {"nin": ["x"]},
             "missing": None,
+            "seen": {"$exists": True},
         }
     )
     assert dsl == {
@@ -33,15 +34,38 @@ def test_filters_to_dsl_covers_every_operator():
             "filter": [
                 {"term": {"meta.lang": "en"}},
                 {"terms": {"meta.source": ["a.md", "b.md"]}},
-                {"range": {"meta.year": {"gte": 2000, "lt": 2020}}},
+                {"range": {"meta.year": {"gte": 2000}}},
+                {"range": {"meta.year": {"lt": 2020}}},
+                {"exists": {"field": "meta.seen"}},
             ],
             "must_not": [
                 {"term": {"meta.draft": True}},
-                {"terms": {"meta.tag": ["x"]}},
+                {"term": {"meta.tag": "x"}},
                 {"exists": {"field": "meta.missing"}},
             ],
         }
     }
+
+
+def test_filters_to_dsl_boolean_logic_and_haystack_syntax():
+    haystack = {
+        "operator": "OR",
+        "conditions": [
+            {"field": "meta.year", "operator": ">=", "value": 2000},
+            {"operator": "NOT", "conditions": [{"field": "meta.lang", "operator": "==", "value": "de"}]},
+        ],
+    }
+    expected = {
+        "bool": {
+            "should": [
+                {"range": {"meta.year": {"gte": 2000}}},
+                {"bool": {"must_not": [{"term": {"meta.lang": "de"}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+    assert queries.filters_to_dsl(haystack) == expected
+    assert queries.filters_to_dsl({"$or": [{"year": {"$gte": 2000}}, {"$not": {"lang": "de"}}]}) == expected
 
 
 def test_filters_to_dsl_empty_and_invalid():
@@ -49,6 +73,14 @@ def test_filters_to_dsl_empty_and_invalid():
     assert queries.filters_to_dsl({}) is None
     with pytest.raises(ConfigurationError, match="unknown filter operator 'like'"):
         queries.filters_to_dsl({"a": {"like": "x"}})
+
+
+def test_filters_use_the_mapping_types_when_given():
+    types = {"meta.year": "double", "meta.lang": "keyword"}
+    body = queries.bm25_request("q", 3, {"year": "2010", "lang": {"gt": 5}}, field_types=types)
+    assert body["query"] == {
+        "bool": {"must": [{"match": {"content": {"query": "q"}}}], "filter": [{"match_none": {}}, {"match_none": {}}]}
+    }
 
 
 def test_bm25_request_is_a_plain_match_without_fuzziness():
@@ -64,6 +96,20 @@ def test_bm25_request_with_filter():
     assert body["query"] == {
         "bool": {"must": [{"match": {"content": {"query": "q"}}}], "filter": [{"term": {"meta.lang": "en"}}]}
     }
+    ored = queries.bm25_request("q", 3, {"$or": [{"lang": "en"}, {"lang": "de"}]})
+    assert ored["query"] == {
+        "bool": {
+            "must": [{"match": {"content": {"query": "q"}}}],
+            "filter": [
+                {
+                    "bool": {
+                        "should": [{"term": {"meta.lang": "en"}}, {"term": {"meta.lang": "de"}}],
+                        "minimum_should_match": 1,
+                    }
+                }
+            ],
+        }
+    }  # a `should` is nested, never merged beside `must` (where it would only boost)
 
 
 @pytest.mark.parametrize("top_k", [0, -1, 2.5, True])
@@ -134,7 +180,7 @@ def test_dense_request_asks_size_once_and_filters_inside_knn():
             "query_vector": [0.1, 0.2],
             "k": 5,
             "num_candidates": 100,
-            "filter": {"bool": {"filter": [{"term": {"meta.lang": "en"}}]}},
+            "filter": {"term": {"meta.lang": "en"}},
         },
         "size": 5,
         "_source": SOURCE,
@@ -252,3 +298,71 @@ def test_vectors_are_excluded_from_source_unless_asked():
         analyzer="english", version=(8, 12, 2), dense_dims=384, dense_similarity="cosine", vectors_in_source=True
     )
     assert "_source" not in kept["mappings"]
+
+
+def test_index_body_keeps_json_types_for_meta():
+    mappings = index_body(analyzer="english", version=(8, 12, 2), dense_dims=None, dense_similarity="cosine")[
+        "mappings"
+    ]
+    assert mappings["date_detection"] is False and mappings["numeric_detection"] is False
+    templates = {name: spec for t in mappings["dynamic_templates"] for name, spec in t.items()}
+    assert templates["meta_strings"]["mapping"] == {"type": "keyword", "ignore_above": 4096}
+    assert templates["meta_longs"] == {
+        "path_match": "meta.*",
+        "match_mapping_type": "long",
+        "mapping": {"type": "double", "coerce": False},
+    }
+    assert templates["meta_doubles"]["mapping"] == {"type": "double", "coerce": False}
+
+
+def test_field_types_walks_nested_meta():
+    mappings = {
+        "properties": {
+            "content": {"type": "text"},
+            "meta": {
+                "dynamic": "true",
+                "properties": {
+                    "year": {"type": "double"},
+                    "author": {"properties": {"name": {"type": "keyword"}}},
+                    "flag": {"type": "boolean"},
+                },
+            },
+        }
+    }
+    assert field_types(mappings) == {"meta.year": "double", "meta.author.name": "keyword", "meta.flag": "boolean"}
+    assert field_types({}) == {}
+
+
+def test_scan_and_by_query_bodies():
+    body = queries.scan_request({"lang": "en"}, batch_size=50, pit_id="P", search_after=[3, 7])
+    assert body == {
+        "query": {"bool": {"filter": [{"term": {"meta.lang": "en"}}]}},
+        "size": 50,
+        "sort": [{"_shard_doc": "asc"}],
+        "pit": {"id": "P", "keep_alive": "2m"},
+        "_source": SOURCE,
+        "track_total_hits": False,
+        "search_after": [3, 7],
+    }
+    assert queries.scan_request(None, batch_size=1, pit_id="P", include_embeddings=True)["_source"] is True
+    assert queries.match_query(None) == {"match_all": {}}
+    assert queries.match_query({"$id": "a"}) == {"ids": {"values": ["a"]}}
+    script = queries.update_meta_script({"a": 1})
+    assert script["params"] == {"meta": {"a": 1}} and "putAll(params.meta)" in script["source"]
+
+
+def test_by_filter_helpers():
+    with pytest.raises(
+        ConfigurationError, match=r"delete_by_filter needs a filter, got \{\}; to delete every document"
+    ):
+        by_filter.required_filter({}, "delete_by_filter", "delete_all_documents()")
+    with pytest.raises(ConfigurationError, match="non-empty string keys"):
+        by_filter.check_meta({1: "x"})
+    with pytest.raises(ConfigurationError, match="meta must be JSON"):
+        by_filter.check_meta({"a": float("nan")})
+    assert by_filter.by_query_count({"deleted": 3, "failures": []}, "deleted", "i") == 3
+    with pytest.raises(StoreError, match=r"1 document\(s\) of index 'i' could not be updated \(2 were\)"):
+        by_filter.by_query_count({"updated": 2, "failures": [{"cause": {"type": "x"}}]}, "updated", "i")
+    with pytest.raises(StoreError, match="would drop the vectors of 4 matching document"):
+        by_filter.refuse_vector_loss(4, "i")
+    by_filter.refuse_vector_loss(0, "i")

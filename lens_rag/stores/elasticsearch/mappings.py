@@ -11,8 +11,10 @@ __all__ = [
     "SPARSE_FIELD",
     "VECTOR_FIELDS",
     "dense_field_mapping",
+    "field_types",
     "index_body",
     "mapping_conflicts",
+    "meta_dynamic_templates",
     "sparse_field_mapping",
     "supports_sparse_index_options",
 ]
@@ -47,6 +49,51 @@ def dense_field_mapping(dims: int, similarity: str) -> dict[str, Any]:
     return {"type": "dense_vector", "dims": int(dims), "index": True, "similarity": similarity}
 
 
+def meta_dynamic_templates() -> list[dict[str, Any]]:
+    """How new `meta` keys are mapped: strings as `keyword`, any number as `double` (not coerced)."""
+    path = f"{META_FIELD}.*"
+    return [
+        {
+            "meta_strings": {
+                "path_match": path,
+                "match_mapping_type": "string",
+                "mapping": {"type": "keyword", "ignore_above": 4096},
+            }
+        },
+        {
+            "meta_longs": {
+                "path_match": path,
+                "match_mapping_type": "long",
+                "mapping": {"type": "double", "coerce": False},
+            }
+        },
+        {
+            "meta_doubles": {
+                "path_match": path,
+                "match_mapping_type": "double",
+                "mapping": {"type": "double", "coerce": False},
+            }
+        },
+    ]
+
+
+def field_types(mappings: dict[str, Any], prefix: str = META_FIELD) -> dict[str, str]:
+    """The mapped type of every field under `prefix` (``{"meta.year": "double", ...}``) from an index's `mappings`."""
+    out: dict[str, str] = {}
+
+    def walk(properties: dict[str, Any], path: str) -> None:
+        for name, spec in properties.items():
+            full = f"{path}.{name}"
+            if "properties" in spec:
+                walk(spec["properties"], full)
+            if "type" in spec and spec["type"] != "object":
+                out[full] = str(spec["type"])
+
+    meta = mappings.get("properties", {}).get(prefix, {})
+    walk(meta.get("properties", {}), prefix)
+    return out
+
+
 def index_body(
     *,
     analyzer: str,
@@ -57,11 +104,16 @@ def index_body(
     number_of_replicas: int = 0,
     vectors_in_source: bool = False,
 ) -> dict[str, Any]:
-    """The `indices.create` body: strict top level, dynamic `meta` with strings as keywords.
+    """The `indices.create` body: strict top level, dynamic `meta` with one mapping per JSON type.
 
-    Strings under `meta` map to `keyword` (exact filters; `ignore_above` keeps huge values from
-    failing a write). The dense field is only added when its dimension is known; the store adds it
-    with `put_mapping` when the first embeddings arrive.
+    Metadata values keep their JSON type, as in the embedded store, so one filter means the same on
+    both (see :mod:`lens_rag.filters`): strings map to `keyword` (exact filters, lexicographic ranges;
+    `ignore_above` keeps huge values from failing a write), every number to `double` (so a key first
+    seen as ``10`` still takes ``10.5``), booleans to `boolean`. Date and numeric detection are off:
+    ``"2020-01-01"`` and ``"42"`` stay strings. Numbers are not coerced: a string written where a key
+    was mapped as a number is refused with a clear bulk error instead of silently becoming a number.
+    The dense field is only added when its dimension is known; the store adds it with `put_mapping`
+    when the first embeddings arrive.
 
     Unless `vectors_in_source`, the vector fields are indexed but left out of the stored `_source`
     (as Elastic's kNN tuning guide advises): a search returning 100 hits otherwise spends most of
@@ -82,15 +134,9 @@ def index_body(
         "mappings": {
             **mappings,
             "dynamic": "strict",
-            "dynamic_templates": [
-                {
-                    "meta_strings": {
-                        "path_match": f"{META_FIELD}.*",
-                        "match_mapping_type": "string",
-                        "mapping": {"type": "keyword", "ignore_above": 4096},
-                    }
-                }
-            ],
+            "date_detection": False,
+            "numeric_detection": False,
+            "dynamic_templates": meta_dynamic_templates(),
             "properties": properties,
         },
     }

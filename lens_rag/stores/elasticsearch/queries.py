@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from lens_rag.documents import Document, ScoredDocument, SourceHit
 from lens_rag.errors import ConfigurationError
-from lens_rag.filters import Filters, normalize_filters
+from lens_rag.filters import FilterNode, Filters, filters_to_es
 from lens_rag.sparse import SparseVector
 from lens_rag.stores.elasticsearch.mappings import CONTENT_FIELD, DENSE_FIELD, META_FIELD, SPARSE_FIELD, VECTOR_FIELDS
 
@@ -24,8 +24,12 @@ __all__ = [
     "dense_request",
     "filters_to_dsl",
     "hits_to_results",
+    "match_query",
+    "scan_request",
     "source_to_document",
+    "sparse_clause",
     "sparse_request",
+    "update_meta_script",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,57 +42,30 @@ MAX_NUM_CANDIDATES = 10_000
 _SOURCE_EXCLUDES = {"excludes": list(VECTOR_FIELDS)}
 
 
-def _field(key: str) -> str:
-    return f"{META_FIELD}.{key}"
+def filters_to_dsl(
+    filters: Filters | FilterNode | None, field_types: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """Translate a lens-rag filter into an Elasticsearch query for filter context; `None` when empty.
 
+    See :func:`lens_rag.filters.filters_to_es` (this is the same, kept under its first name).
 
-def filters_to_dsl(filters: Filters | None) -> dict[str, Any] | None:
-    """Translate the lens-rag filter language into an Elasticsearch `bool` query; `None` when empty.
-
-    `eq`/`in` become `term`/`terms` (meta strings are mapped as `keyword`), `ne`/`nin` go to
-    `must_not` (so documents without the key match, as in the embedded store), ranges become `range`.
-    `eq None` matches documents without the key.
-
-    :raises ConfigurationError: if `filters` is malformed (see :func:`lens_rag.filters.normalize_filters`).
+    :param filters: any filter :func:`lens_rag.filters.parse_filters` accepts.
+    :param field_types: the index's mapped types by field path (``{"meta.year": "double"}``).
+    :raises ConfigurationError: if `filters` is malformed.
     """
-    conditions = normalize_filters(filters)
-    if not conditions:
-        return None
-    must: list[dict[str, Any]] = []
-    must_not: list[dict[str, Any]] = []
-    ranges: dict[str, dict[str, Any]] = {}
-    for key, op, value in conditions:
-        field = _field(key)
-        if op == "eq":
-            if value is None:
-                must_not.append({"exists": {"field": field}})
-            else:
-                must.append({"term": {field: value}})
-        elif op == "ne":
-            if value is None:
-                must.append({"exists": {"field": field}})
-            else:
-                must_not.append({"term": {field: value}})
-        elif op == "in":
-            must.append({"terms": {field: list(value)}})
-        elif op == "nin":
-            must_not.append({"terms": {field: list(value)}})
-        else:
-            ranges.setdefault(field, {})[op] = value
-    must.extend({"range": {field: bounds}} for field, bounds in ranges.items())
-    query: dict[str, Any] = {}
-    if must:
-        query["filter"] = must
-    if must_not:
-        query["must_not"] = must_not
-    return {"bool": query}
+    return filters_to_es(filters, field_types=field_types, meta_field=META_FIELD)
 
 
-def _with_filter(query: dict[str, Any], filters: Filters | None) -> dict[str, Any]:
-    dsl = filters_to_dsl(filters)
+def _with_filter(
+    query: dict[str, Any], filters: Filters | FilterNode | None, field_types: Mapping[str, str] | None
+) -> dict[str, Any]:
+    dsl = filters_to_dsl(filters, field_types)
     if dsl is None:
         return query
-    return {"bool": {"must": [query], **dsl["bool"]}}
+    inner = dsl.get("bool")
+    if isinstance(inner, dict) and set(inner) <= {"filter", "must_not"}:
+        return {"bool": {"must": [query], **inner}}  # flat: the filter's own clauses
+    return {"bool": {"must": [query], "filter": [dsl]}}
 
 
 def _check_top_k(top_k: int) -> None:
@@ -96,11 +73,20 @@ def _check_top_k(top_k: int) -> None:
         raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}")
 
 
-def bm25_request(query: str, top_k: int = 10, filters: Filters | None = None) -> dict[str, Any]:
-    """BM25 `match` on `content`: no fuzziness, no query-string syntax (special characters are plain text)."""
+def bm25_request(
+    query: str,
+    top_k: int = 10,
+    filters: Filters | FilterNode | None = None,
+    *,
+    field_types: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """BM25 `match` on `content`: no fuzziness, no query-string syntax (special characters are plain text).
+
+    :param field_types: the index's mapped metadata types, so filters stay type-strict (see `filters_to_dsl`).
+    """
     _check_top_k(top_k)
     match = {"match": {CONTENT_FIELD: {"query": query}}}
-    return {"query": _with_filter(match, filters), "size": top_k, "_source": _SOURCE_EXCLUDES}
+    return {"query": _with_filter(match, filters, field_types), "size": top_k, "_source": _SOURCE_EXCLUDES}
 
 
 def choose_sparse_mode(
@@ -121,26 +107,19 @@ def choose_sparse_mode(
     return "sparse_vector" if version >= (8, 15, 0) else "term"
 
 
-def sparse_request(
+def sparse_clause(
     query: SparseVector,
-    top_k: int = 10,
-    filters: Filters | None = None,
     *,
+    field: str = SPARSE_FIELD,
     mode: Literal["sparse_vector", "term"] = "sparse_vector",
     query_top_k: int | None = None,
     max_query_terms: int = DEFAULT_MAX_QUERY_TERMS,
 ) -> dict[str, Any]:
-    """Dot product of `query` with each document's `sparse_embedding`.
+    """The query clause scoring `field` (a `sparse_vector` field) by its dot product with `query`.
 
-    :param query: the encoded query; weights must be positive.
-    :param mode: ``"sparse_vector"`` (ES ≥ 8.15, pruning off) or ``"term"`` (a `bool`/`should` of
-        `term` queries boosted by the query weights, for 8.11–8.14).
-    :param query_top_k: keep only the query's `query_top_k` largest weights (faster, may cost nDCG).
-    :param max_query_terms: hard cap on query terms, below `indices.query.bool.max_clause_count`;
-        longer queries keep their largest weights and a warning is logged.
-    :raises ConfigurationError: if `top_k`, `query_top_k` or `max_query_terms` is not positive.
+    Shared by our store and by the adapters that query a framework's own index (any field name).
+    See :func:`sparse_request` for `mode`, `query_top_k` and `max_query_terms`.
     """
-    _check_top_k(top_k)
     if max_query_terms < 1:
         raise ConfigurationError(f"max_query_terms must be >= 1, got {max_query_terms}")
     vector = query.top_k(query_top_k)
@@ -154,15 +133,37 @@ def sparse_request(
         )
         vector = vector.top_k(max_query_terms)
     weights = vector.to_dict()
-    clause: dict[str, Any]
     if mode == "sparse_vector":
-        clause = {"sparse_vector": {"field": SPARSE_FIELD, "query_vector": weights, "prune": False}}
-    elif mode == "term":
-        should = [{"term": {SPARSE_FIELD: {"value": name, "boost": w}}} for name, w in weights.items()]
-        clause = {"bool": {"should": should, "minimum_should_match": 1}}
-    else:
-        raise ConfigurationError(f"mode must be 'sparse_vector' or 'term', got {mode!r}")
-    return {"query": _with_filter(clause, filters), "size": top_k, "_source": _SOURCE_EXCLUDES}
+        return {"sparse_vector": {"field": field, "query_vector": weights, "prune": False}}
+    if mode == "term":
+        should = [{"term": {field: {"value": name, "boost": w}}} for name, w in weights.items()]
+        return {"bool": {"should": should, "minimum_should_match": 1}}
+    raise ConfigurationError(f"mode must be 'sparse_vector' or 'term', got {mode!r}")
+
+
+def sparse_request(
+    query: SparseVector,
+    top_k: int = 10,
+    filters: Filters | FilterNode | None = None,
+    *,
+    mode: Literal["sparse_vector", "term"] = "sparse_vector",
+    query_top_k: int | None = None,
+    max_query_terms: int = DEFAULT_MAX_QUERY_TERMS,
+    field_types: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Dot product of `query` with each document's `sparse_embedding`.
+
+    :param query: the encoded query; weights must be positive.
+    :param mode: ``"sparse_vector"`` (ES ≥ 8.15, pruning off) or ``"term"`` (a `bool`/`should` of
+        `term` queries boosted by the query weights, for 8.11–8.14).
+    :param query_top_k: keep only the query's `query_top_k` largest weights (faster, may cost nDCG).
+    :param max_query_terms: hard cap on query terms, below `indices.query.bool.max_clause_count`;
+        longer queries keep their largest weights and a warning is logged.
+    :raises ConfigurationError: if `top_k`, `query_top_k` or `max_query_terms` is not positive.
+    """
+    _check_top_k(top_k)
+    clause = sparse_clause(query, mode=mode, query_top_k=query_top_k, max_query_terms=max_query_terms)
+    return {"query": _with_filter(clause, filters, field_types), "size": top_k, "_source": _SOURCE_EXCLUDES}
 
 
 def num_candidates_for(top_k: int, num_candidates: int | None = None, factor: float = 10.0) -> int:
@@ -174,10 +175,11 @@ def num_candidates_for(top_k: int, num_candidates: int | None = None, factor: fl
 def dense_request(
     query: Sequence[float],
     top_k: int = 10,
-    filters: Filters | None = None,
+    filters: Filters | FilterNode | None = None,
     *,
     num_candidates: int | None = None,
     num_candidates_factor: float = 10.0,
+    field_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Top-level kNN on `embedding` (filter applied inside kNN, so `top_k` results still come back)."""
     _check_top_k(top_k)
@@ -190,10 +192,57 @@ def dense_request(
         "k": top_k,
         "num_candidates": num_candidates_for(top_k, num_candidates, num_candidates_factor),
     }
-    dsl = filters_to_dsl(filters)
+    dsl = filters_to_dsl(filters, field_types)
     if dsl is not None:
         knn["filter"] = dsl
     return {"knn": knn, "size": top_k, "_source": _SOURCE_EXCLUDES}
+
+
+def match_query(filters: Filters | FilterNode | None, field_types: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The filter as a query (``match_all`` when empty), for count, delete-by-query and update-by-query."""
+    dsl = filters_to_dsl(filters, field_types)
+    return {"match_all": {}} if dsl is None else dsl
+
+
+def scan_request(
+    filters: Filters | FilterNode | None,
+    *,
+    batch_size: int,
+    pit_id: str,
+    search_after: Sequence[Any] | None = None,
+    field_types: Mapping[str, str] | None = None,
+    include_embeddings: bool = False,
+    keep_alive: str = "2m",
+) -> dict[str, Any]:
+    """One page of a point-in-time scan in index order (``_shard_doc``), continuing after `search_after`."""
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": [match_query(filters, field_types)]}},
+        "size": batch_size,
+        "sort": [{"_shard_doc": "asc"}],
+        "pit": {"id": pit_id, "keep_alive": keep_alive},
+        "_source": True if include_embeddings else _SOURCE_EXCLUDES,
+        "track_total_hits": False,
+    }
+    if search_after is not None:
+        body["search_after"] = list(search_after)
+    return body
+
+
+HAS_VECTORS: dict[str, Any] = {
+    "bool": {
+        "should": [{"exists": {"field": DENSE_FIELD}}, {"exists": {"field": SPARSE_FIELD}}],
+        "minimum_should_match": 1,
+    }
+}
+
+UPDATE_META_SCRIPT = (
+    "if (ctx._source.meta == null) { ctx._source.meta = new HashMap(); } ctx._source.meta.putAll(params.meta);"
+)
+
+
+def update_meta_script(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A painless script merging `meta` into each document's metadata (top-level keys replaced, as `dict.update`)."""
+    return {"source": UPDATE_META_SCRIPT, "lang": "painless", "params": {"meta": dict(meta)}}
 
 
 def source_to_document(doc_id: str, source: Mapping[str, Any]) -> Document:

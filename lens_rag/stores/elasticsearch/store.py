@@ -7,8 +7,9 @@ async twins (native `AsyncElasticsearch`) in :mod:`.async_store`, sharing all va
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -19,20 +20,24 @@ from tqdm.auto import tqdm
 
 from lens_rag.documents import Document, ScoredDocument
 from lens_rag.errors import BulkWriteError, ConfigurationError, StoreError
-from lens_rag.filters import Filters
+from lens_rag.filters import FilterNode, Filters, meta_fields, parse_filters
 from lens_rag.sparse import SparseVector
 from lens_rag.stores.base import WriteResult
-from lens_rag.stores.elasticsearch import bulk, queries
+from lens_rag.stores.elasticsearch import bulk, by_filter, queries
 from lens_rag.stores.elasticsearch.async_store import AsyncMethods
 from lens_rag.stores.elasticsearch.client import ConnectionSettings, parse_version, translate_error
 from lens_rag.stores.elasticsearch.mappings import (
     DENSE_FIELD,
+    META_FIELD,
     SIMILARITIES,
     VECTOR_FIELDS,
     dense_field_mapping,
+    field_types,
     index_body,
     mapping_conflicts,
+    meta_dynamic_templates,
 )
+from lens_rag.validation import check_dense_query, check_sparse_query, check_top_k
 
 __all__ = ["ElasticsearchStore", "RefreshPolicy"]
 
@@ -41,6 +46,29 @@ logger = logging.getLogger(__name__)
 RefreshPolicy = Literal["end", "wait_for", "none"]
 _INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _RETRY_STATUSES = (429, 502, 503, 504)
+_CONFIG_KEYS = (
+    "url",
+    "index",
+    "api_key_env",
+    "username_env",
+    "password_env",
+    "ca_certs",
+    "dense_dims",
+    "dense_similarity",
+    "analyzer",
+    "sparse_query_mode",
+    "sparse_top_k",
+    "max_query_terms",
+    "num_candidates",
+    "num_candidates_factor",
+    "refresh",
+    "chunk_size",
+    "max_retries",
+    "request_timeout",
+    "progress",
+    "server_version",
+    "vectors_in_source",
+)
 
 
 class ElasticsearchStore(AsyncMethods):
@@ -71,6 +99,12 @@ class ElasticsearchStore(AsyncMethods):
     :param request_timeout: seconds per request.
     :param progress: show a progress bar for writes larger than one chunk.
     :param server_version: skip asking the server for its version (e.g. ``"8.12.2"``).
+    :param vectors_in_source: keep vectors in the stored `_source` (slower searches; needed for
+        `include_embeddings=True` reads and for :meth:`update_by_filter` on documents with vectors).
+    :param api_key_env: environment variable holding the API key when `api_key` is not given
+        (default ``ES_API_KEY``); configs store this name, never the key.
+    :param username_env: environment variable holding the user name (default ``ES_USERNAME``).
+    :param password_env: environment variable holding the password (default ``ES_PASSWORD``).
     :raises ConfigurationError: on an invalid index name, similarity, mode or number.
 
     Usage::
@@ -103,6 +137,9 @@ class ElasticsearchStore(AsyncMethods):
         progress: bool = True,
         server_version: str | None = None,
         vectors_in_source: bool = False,
+        api_key_env: str | None = None,
+        username_env: str | None = None,
+        password_env: str | None = None,
     ) -> None:
         if not isinstance(index, str) or not _INDEX_NAME.match(index):
             raise ConfigurationError(
@@ -129,6 +166,17 @@ class ElasticsearchStore(AsyncMethods):
             raise ConfigurationError(f"chunk_size must be >= 1, got {chunk_size}")
         if num_candidates is not None and num_candidates < 1:
             raise ConfigurationError(f"num_candidates must be >= 1 or None, got {num_candidates}")
+        # filters: secrets from named environment variables (to_config stores the names, never the values)
+        self._secret_env = {
+            "api_key_env": api_key_env or "ES_API_KEY",
+            "username_env": username_env or "ES_USERNAME",
+            "password_env": password_env or "ES_PASSWORD",
+        }
+        self._explicit_secret = api_key is not None or basic_auth is not None
+        if api_key is None and api_key_env is not None and os.environ.get(api_key_env):
+            api_key = os.environ[api_key_env]
+        if basic_auth is None and username_env is not None and os.environ.get(username_env):
+            basic_auth = (os.environ[username_env], os.environ.get(password_env or "ES_PASSWORD", ""))
         self.settings = ConnectionSettings.from_env(
             url=url,
             api_key=api_key,
@@ -155,6 +203,11 @@ class ElasticsearchStore(AsyncMethods):
         self._async_client: Any = None
         self._index_checked = False  # index exists and its mapping was checked
         self._has_dense_field = False
+        self._server_version_arg = server_version
+        self._url_arg = url
+        self._field_types: dict[str, str] = {}  # filters: mapped types of meta fields, for type-strict filters
+        self._vectors_excluded = not vectors_in_source  # filters: the index's _source drops the vectors
+        self._legacy_dynamic = False  # filters: index made before date detection was turned off
 
     @classmethod
     def from_env(cls, index: str = "lens-rag", **kwargs: Any) -> ElasticsearchStore:
@@ -201,7 +254,37 @@ class ElasticsearchStore(AsyncMethods):
         self._has_dense_field = dense is not None
         if dense is not None:
             self.dense_dims = int(dense["dims"])
+        self._learn_mapping(mappings)
         self._index_checked = True
+
+    # ------------------------------------------------------------------ filters: mapping-aware filters
+    def _learn_mapping(self, mappings: Mapping[str, Any]) -> None:
+        """Remember the meta fields' types, whether `_source` drops vectors, and whether dynamic mapping is old."""
+        self._field_types = field_types(dict(mappings), META_FIELD)
+        excludes = mappings.get("_source", {}).get("excludes", [])
+        self._vectors_excluded = any(f in excludes for f in VECTOR_FIELDS)
+        self._legacy_dynamic = mappings.get("date_detection") not in (False, "false")
+
+    @staticmethod
+    def _mapping_of(response: Mapping[str, Any]) -> dict[str, Any]:
+        first: dict[str, Any] = next(iter(response.values()), {}) if response else {}
+        return dict(first.get("mappings", {}))
+
+    def _missing_types(self, node: FilterNode | None) -> bool:
+        """Whether the filter names meta fields whose mapped type is not known yet (new since the last look)."""
+        return any(f"{META_FIELD}.{key}" not in self._field_types for key in meta_fields(node))
+
+    def _types_for(self, node: FilterNode | None) -> dict[str, str]:
+        """Field types for translating `node`, re-reading the mapping if it names fields not seen yet."""
+        if self._missing_types(node):
+            with self._errors(f"read the mapping of index {self.index!r}"):
+                self._learn_mapping(self._mapping_of(dict(self.client.indices.get_mapping(index=self.index))))
+        return self._field_types
+
+    @staticmethod
+    def _dynamic_settings() -> dict[str, Any]:
+        """`put_mapping` arguments that bring an index made by an older lens-rag to today's dynamic meta mapping."""
+        return {"date_detection": False, "numeric_detection": False, "dynamic_templates": meta_dynamic_templates()}
 
     def _partition(self, documents: Sequence[Document]) -> tuple[dict[str, Document], dict[str, str], int | None]:
         """Valid documents by id (a later duplicate wins), client-side failures, and the dims to map."""
@@ -236,14 +319,26 @@ class ElasticsearchStore(AsyncMethods):
 
         return tqdm(total=total, desc=desc, unit="doc", disable=not self.progress or total <= self.chunk_size)
 
-    def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | None) -> dict[str, Any]:
+    def _bm25_body(self, query: str, top_k: int, filters: Filters | FilterNode | None) -> dict[str, Any]:
+        return queries.bm25_request(query, top_k, filters, field_types=self._field_types)
+
+    def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | FilterNode | None) -> dict[str, Any]:
         assert self._version is not None
+        query = check_sparse_query(query)
         mode = queries.choose_sparse_mode(self._version, self.sparse_query_mode)
         return queries.sparse_request(
-            query, top_k, filters, mode=mode, query_top_k=self.sparse_top_k, max_query_terms=self.max_query_terms
+            query,
+            top_k,
+            filters,
+            mode=mode,
+            query_top_k=self.sparse_top_k,
+            max_query_terms=self.max_query_terms,
+            field_types=self._field_types,
         )
 
-    def _dense_body(self, query: Sequence[float], top_k: int, filters: Filters | None) -> dict[str, Any] | None:
+    def _dense_body(
+        self, query: Sequence[float], top_k: int, filters: Filters | FilterNode | None
+    ) -> dict[str, Any] | None:
         if not self._has_dense_field:
             return None
         if self.dense_dims is not None and len(query) != self.dense_dims:
@@ -252,8 +347,14 @@ class ElasticsearchStore(AsyncMethods):
                 f"{self.dense_dims}-dimensional "
                 "embeddings; encode the query with the model that indexed the store"
             )
+        vector = check_dense_query(query, self.dense_dims).tolist()
         return queries.dense_request(
-            query, top_k, filters, num_candidates=self.num_candidates, num_candidates_factor=self.num_candidates_factor
+            vector,
+            top_k,
+            filters,
+            num_candidates=self.num_candidates,
+            num_candidates_factor=self.num_candidates_factor,
+            field_types=self._field_types,
         )
 
     @staticmethod
@@ -318,6 +419,10 @@ class ElasticsearchStore(AsyncMethods):
                     index=self.index, properties={DENSE_FIELD: dense_field_mapping(dense_dims, self.dense_similarity)}
                 )
             self._has_dense_field, self.dense_dims = True, dense_dims
+        if self._legacy_dynamic:  # filters: new meta keys keep their JSON type from now on
+            with self._errors(f"update the dynamic mapping of index {self.index!r}"):
+                self.client.indices.put_mapping(index=self.index, **self._dynamic_settings())
+            self._legacy_dynamic = False
 
     @property
     def info(self) -> dict[str, Any]:
@@ -330,7 +435,7 @@ class ElasticsearchStore(AsyncMethods):
         meta = first.get("mappings", {}).get("_meta", {})
         return dict(meta.get("lens_rag_info", {}))
 
-    def set_info(self, info: dict[str, Any]) -> None:
+    def set_info(self, info: Mapping[str, Any]) -> None:
         """Replace the metadata returned by :attr:`info` (creates the index if needed)."""
         self.ensure_index()
         with self._errors(f"update the mapping of index {self.index!r}"):
@@ -341,6 +446,7 @@ class ElasticsearchStore(AsyncMethods):
         with self._errors(f"delete index {self.index!r}"):
             self.client.indices.delete(index=self.index, ignore_unavailable=True)
         self._index_checked = self._has_dense_field = False
+        self._field_types, self._legacy_dynamic = {}, False
 
     def write_documents(self, documents: Sequence[Document]) -> WriteResult:
         """Index documents with `_id` = `Document.id` in bulk chunks; existing ids are replaced.
@@ -412,12 +518,6 @@ class ElasticsearchStore(AsyncMethods):
             queries.source_to_document(d["_id"], d.get("_source") or {}) for d in response["docs"] if d.get("found")
         ]
 
-    def count_documents(self) -> int:
-        if not self._inspect_index():
-            return 0
-        with self._errors(f"count documents in index {self.index!r}"):
-            return int(self.client.count(index=self.index)["count"])
-
     def _search(self, body: dict[str, Any], source: str) -> list[ScoredDocument]:
         with self._errors(f"search index {self.index!r}"):
             response = self.client.search(index=self.index, **self._search_kwargs(body))
@@ -425,29 +525,277 @@ class ElasticsearchStore(AsyncMethods):
             response.body, source, dense_similarity=self.dense_similarity if source == "dense" else None
         )
 
-    def search_bm25(self, query: str, top_k: int = 10, filters: Filters | None = None) -> list[ScoredDocument]:
-        """BM25 `match` on `content` (analyzer as configured, no fuzziness)."""
-        body = queries.bm25_request(query, top_k, filters)
-        if not self._inspect_index():
+    def search_bm25(
+        self, query: str, top_k: int = 10, filters: Filters | FilterNode | None = None
+    ) -> list[ScoredDocument]:
+        """BM25 `match` on `content` (analyzer as configured, no fuzziness); `top_k=0` returns nothing."""
+        top_k, node = check_top_k(top_k), parse_filters(filters)
+        if top_k == 0 or not self._inspect_index():
             return []
-        return self._search(body, "bm25")
+        self._types_for(node)
+        return self._search(self._bm25_body(query, top_k, node), "bm25")
 
     def search_sparse(
-        self, query: SparseVector, top_k: int = 10, filters: Filters | None = None
+        self, query: SparseVector, top_k: int = 10, filters: Filters | FilterNode | None = None
     ) -> list[ScoredDocument]:
         """Dot product with the documents' sparse embeddings (query pruned to `sparse_top_k` if set)."""
-        if not self._inspect_index() or len(query) == 0:
+        top_k, node, query = check_top_k(top_k), parse_filters(filters), check_sparse_query(query)
+        if top_k == 0 or not self._inspect_index() or len(query) == 0:
             return []
-        return self._search(self._sparse_body(query, top_k, filters), "sparse")
+        self._types_for(node)
+        return self._search(self._sparse_body(query, top_k, node), "sparse")
 
     def search_dense(
-        self, query: Sequence[float], top_k: int = 10, filters: Filters | None = None
+        self, query: Sequence[float], top_k: int = 10, filters: Filters | FilterNode | None = None
     ) -> list[ScoredDocument]:
         """Approximate kNN (HNSW); scores are the similarity itself (cosine in [-1, 1] by default)."""
-        if not self._inspect_index():
+        top_k, node = check_top_k(top_k), parse_filters(filters)
+        if top_k == 0 or not self._inspect_index():
             return []
-        body = self._dense_body(query, top_k, filters)
+        self._types_for(node)
+        body = self._dense_body(query, top_k, node)
         return [] if body is None else self._search(body, "dense")
+
+    # ------------------------------------------------------------------ filters: documents by filter
+    def count_documents(self, filters: Filters | FilterNode | None = None) -> int:
+        """How many documents match `filters` (every document without one).
+
+        :param filters: any filter :func:`lens_rag.filters.parse_filters` accepts (Haystack's syntax too).
+        :raises ConfigurationError: on a malformed filter.
+        """
+        node = parse_filters(filters)
+        if not self._inspect_index():
+            return 0
+        query = None if node is None else queries.match_query(node, self._types_for(node))
+        with self._errors(f"count documents in index {self.index!r}"):
+            response = (
+                self.client.count(index=self.index, query=query) if query else self.client.count(index=self.index)
+            )
+        return int(response["count"])
+
+    def filter_documents(
+        self,
+        filters: Filters | FilterNode | None = None,
+        *,
+        limit: int | None = None,
+        include_embeddings: bool = False,
+    ) -> list[Document]:
+        """The documents matching `filters`, in index order (all of them unless `limit`).
+
+        :param filters: any filter :func:`lens_rag.filters.parse_filters` accepts; `None` for all documents.
+        :param limit: at most this many (`None`: no limit; read in pages, see :meth:`iter_documents`).
+        :param include_embeddings: return the vectors too (only if the index keeps them in `_source`).
+        :raises ConfigurationError: on a malformed filter or a negative `limit`.
+        """
+        if limit is not None:
+            limit = check_top_k(limit, "limit")
+        node = parse_filters(filters)
+        if limit is not None and limit <= by_filter.ONE_PAGE:
+            if limit == 0 or not self._inspect_index():
+                return []
+            body = queries.scan_request(
+                node,
+                batch_size=limit,
+                pit_id="",
+                field_types=self._types_for(node),
+                include_embeddings=include_embeddings,
+            )
+            del body["pit"]
+            body["sort"] = ["_doc"]
+            with self._errors(f"read documents from index {self.index!r}"):
+                response = self.client.search(index=self.index, **self._search_kwargs(body))
+            return [queries.source_to_document(h["_id"], h.get("_source") or {}) for h in response["hits"]["hits"]]
+        out: list[Document] = []
+        pages = self._scan(
+            node, by_filter.ONE_PAGE if limit is None else min(limit, by_filter.ONE_PAGE), include_embeddings
+        )
+        try:
+            for doc in pages:
+                out.append(doc)
+                if limit is not None and len(out) >= limit:
+                    break
+        finally:
+            pages.close()
+        return out
+
+    def iter_documents(
+        self,
+        filters: Filters | FilterNode | None = None,
+        *,
+        batch_size: int = 1000,
+        include_embeddings: bool = False,
+    ) -> Iterator[Document]:
+        """Stream the documents matching `filters` in pages of `batch_size`, over a point in time.
+
+        The iterator sees the index as it was when iteration started (writes made meanwhile are not
+        seen); each page keeps the point in time alive for two minutes. Close the iterator (or read it
+        to the end) to release it early.
+
+        :param batch_size: documents per request, 1 to 10,000.
+        :raises ConfigurationError: on a malformed filter or `batch_size`.
+        """
+        batch_size = check_top_k(batch_size, "batch_size")
+        if not 1 <= batch_size <= by_filter.ONE_PAGE:
+            raise ConfigurationError(f"batch_size must be between 1 and {by_filter.ONE_PAGE}, got {batch_size}")
+        return self._scan(parse_filters(filters), batch_size, include_embeddings)
+
+    def _scan(self, node: FilterNode | None, batch_size: int, include_embeddings: bool) -> Generator[Document]:
+        if not self._inspect_index():
+            return
+        types = self._types_for(node)
+        with self._errors(f"open a point in time on index {self.index!r}"):
+            pit_id = str(self.client.open_point_in_time(index=self.index, keep_alive=by_filter.KEEP_ALIVE)["id"])
+        try:
+            after: list[Any] | None = None
+            while True:
+                body = queries.scan_request(
+                    node,
+                    batch_size=batch_size,
+                    pit_id=pit_id,
+                    search_after=after,
+                    field_types=types,
+                    include_embeddings=include_embeddings,
+                    keep_alive=by_filter.KEEP_ALIVE,
+                )
+                with self._errors(f"read documents from index {self.index!r}"):
+                    response = self.client.search(**self._search_kwargs(body))
+                pit_id = str(response.get("pit_id") or pit_id)
+                hits = response["hits"]["hits"]
+                for hit in hits:
+                    yield queries.source_to_document(hit["_id"], hit.get("_source") or {})
+                if len(hits) < batch_size:
+                    return
+                after = list(hits[-1]["sort"])
+        finally:
+            try:
+                self.client.close_point_in_time(id=pit_id)
+            except (elasticsearch.ApiError, elasticsearch.TransportError) as e:  # it expires on its own
+                logger.debug("could not close a point in time on %s: %s", self.index, type(e).__name__)
+
+    def delete_by_filter(self, filters: Filters | FilterNode) -> int:
+        """Delete the documents matching `filters`.
+
+        :returns: how many were deleted.
+        :raises ConfigurationError: on a malformed or empty filter (use :meth:`delete_all_documents`).
+        """
+        node = by_filter.required_filter(filters, "delete_by_filter", "delete_all_documents()")
+        if not self._inspect_index():
+            return 0
+        query = queries.match_query(node, self._types_for(node))
+        with self._errors(f"delete documents by filter from index {self.index!r}"):
+            response = self.client.delete_by_query(
+                index=self.index, query=query, refresh=self.refresh != "none", conflicts="proceed"
+            )
+        return by_filter.by_query_count(response.body, "deleted", self.index)
+
+    def delete_all_documents(self, *, recreate_index: bool = False) -> int:
+        """Delete every document; the index, its mapping and :attr:`info` stay.
+
+        :param recreate_index: drop and recreate the index instead (faster for large indexes; resets
+            the metadata mapping; :attr:`info` is carried over).
+        :returns: how many documents were deleted.
+        """
+        if not self._inspect_index():
+            return 0
+        if recreate_index:
+            count, info, dims = self.count_documents(), self.info, self.dense_dims
+            self.delete_index()
+            self.ensure_index(dims)
+            if info:
+                self.set_info(info)
+            return count
+        with self._errors(f"delete all documents from index {self.index!r}"):
+            response = self.client.delete_by_query(
+                index=self.index, query={"match_all": {}}, refresh=self.refresh != "none", conflicts="proceed"
+            )
+        return by_filter.by_query_count(response.body, "deleted", self.index)
+
+    def update_by_filter(self, filters: Filters | FilterNode | None, meta: Mapping[str, Any]) -> int:
+        """Merge `meta` into the metadata of every document matching `filters` (top-level keys replaced).
+
+        Elasticsearch rewrites an updated document from its `_source`; an index that keeps vectors
+        out of `_source` (the default, ``vectors_in_source=False``) would lose them, so then documents
+        with vectors are refused (re-write them with :meth:`write_documents` instead).
+
+        :param filters: which documents; `None` or ``{}`` for all.
+        :param meta: JSON metadata to merge.
+        :returns: how many documents were updated.
+        :raises ConfigurationError: on a malformed filter or `meta`.
+        :raises StoreError: if matching documents have vectors the update would drop, or the server refused some.
+        """
+        node = parse_filters(filters)
+        meta = by_filter.check_meta(meta)
+        if not meta or not self._inspect_index():
+            return 0
+        query = queries.match_query(node, self._types_for(node))
+        if self._vectors_excluded:
+            with self._errors(f"count documents in index {self.index!r}"):
+                guarded = {"bool": {"filter": [query, queries.HAS_VECTORS]}}
+                at_risk = int(self.client.count(index=self.index, query=guarded)["count"])
+            by_filter.refuse_vector_loss(at_risk, self.index)
+            query = {"bool": {"filter": [query], "must_not": [queries.HAS_VECTORS]}}
+        with self._errors(f"update documents by filter in index {self.index!r}"):
+            response = self.client.update_by_query(
+                index=self.index,
+                query=query,
+                script=queries.update_meta_script(meta),
+                refresh=self.refresh != "none",
+                conflicts="proceed",
+            )
+        return by_filter.by_query_count(response.body, "updated", self.index)
+
+    # ------------------------------------------------------------------ filters: configuration
+    def to_config(self) -> dict[str, Any]:
+        """This store's settings as JSON: ``{"type": "elasticsearch_store", ...}``, secrets as env var names only.
+
+        A key or password passed as a value is not saved: :meth:`from_config` reads it from the
+        environment variables named here (``api_key_env``, ``username_env``, ``password_env``).
+        ``url`` is `None` when it came from ``ES_URL``, so a loaded config reads ``ES_URL`` again.
+        """
+        if self._explicit_secret or self.settings.url != self.settings.safe_url:
+            logger.warning(
+                "ElasticsearchStore.to_config() does not save credentials; from_config reads them from %s, "
+                "or %s and %s",
+                self._secret_env["api_key_env"],
+                self._secret_env["username_env"],
+                self._secret_env["password_env"],
+            )
+        return {
+            "type": "elasticsearch_store",
+            "url": None if self._url_arg is None else self.settings.safe_url,
+            "index": self.index,
+            **self._secret_env,
+            "ca_certs": self.settings.ca_certs,
+            "dense_dims": self.dense_dims,
+            "dense_similarity": self.dense_similarity,
+            "analyzer": self.analyzer,
+            "sparse_query_mode": self.sparse_query_mode,
+            "sparse_top_k": self.sparse_top_k,
+            "max_query_terms": self.max_query_terms,
+            "num_candidates": self.num_candidates,
+            "num_candidates_factor": self.num_candidates_factor,
+            "refresh": self.refresh,
+            "chunk_size": self.chunk_size,
+            "max_retries": self.settings.max_retries,
+            "request_timeout": self.settings.request_timeout,
+            "progress": self.progress,
+            "server_version": self._server_version_arg,
+            "vectors_in_source": self.vectors_in_source,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ElasticsearchStore:
+        """A store from :meth:`to_config`'s dict (nothing connects until first use).
+
+        :raises ConfigurationError: on unknown keys (secrets as values are refused), a wrong type or bad values.
+        """
+        from lens_rag.config import config_params
+
+        kind = config.get("type", "elasticsearch_store")
+        if kind != "elasticsearch_store":
+            raise ConfigurationError(f"ElasticsearchStore.from_config got a config of type {kind!r}")
+        params = config_params(config, cls.__name__, _CONFIG_KEYS)
+        return cls(**params)
 
     def close(self) -> None:
         """Close the sync client (the async one is closed by `close_async`)."""
