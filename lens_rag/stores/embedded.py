@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 CONFIG_TYPE = "embedded_store"
 _CHUNK = 500  # SQL parameters per IN (...) list
 _MASK_CACHE = 32
+_SELECTIVE = 0.05  # a filter keeping at most this share of the rows scores only those rows
 _OWN_NAMES = {db.DB_NAME, f"{db.DB_NAME}-wal", f"{db.DB_NAME}-shm", f"{db.DB_NAME}-journal", "cache"}
 
 # kept importable from here: tests and benchmarks use the kernels directly
@@ -351,6 +352,17 @@ class EmbeddedStore:
                 mask = self._alive & has[: self._alive.size]
             self._base_masks[kind] = mask
         return mask
+
+    def _selective_rows(
+        self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, kind: str
+    ) -> npt.NDArray[np.int64] | None:
+        """The rows to score when a filter keeps few of them (ascending), else `None` (score all, then mask)."""
+        if node is None:
+            return None
+        rows = self._filter_rows(conn, snap, node)
+        if rows.size > _SELECTIVE * max(snap.n_rows, 1):
+            return None
+        return rows[self._base_mask(kind)[rows]]
 
     def _mask(self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, kind: str = "all") -> npt.NDArray[np.bool_]:
         """Rows a search may return (read-only: callers must not modify it)."""
@@ -709,9 +721,19 @@ class EmbeddedStore:
     ) -> list[ScoredDocument]:
         keep = mask & (scores > 0) if positive_only else mask
         candidates = np.flatnonzero(keep)
+        return self._ranked(conn, candidates, scores[candidates], top_k, source)
+
+    def _ranked(
+        self,
+        conn: sqlite3.Connection,
+        candidates: npt.NDArray[np.int64],
+        cand_scores: npt.NDArray[np.floating[Any]],
+        top_k: int,
+        source: str,
+    ) -> list[ScoredDocument]:
+        """The `top_k` best of `candidates` (store rows) by `cand_scores`, as scored documents."""
         if top_k == 0 or candidates.size == 0:
             return []
-        cand_scores = scores[candidates]
         if candidates.size > top_k:
             part = np.argpartition(-cand_scores, top_k - 1)[:top_k]
             candidates, cand_scores = candidates[part], cand_scores[part]
@@ -763,6 +785,11 @@ class EmbeddedStore:
                 return []
             if not self._base_mask("sparse").any():
                 raise self._missing_vectors("sparse", self._live)
+            rows = self._selective_rows(conn, snap, node, "sparse")
+            if rows is not None:
+                sub = cache.sparse_scores_of(vector, rows)
+                positive = sub > 0
+                return self._ranked(conn, rows[positive], sub[positive], top_k, "sparse")
             scores = cache.sparse_scores(vector)
             mask = self._mask(conn, snap, node, "sparse")
             return self._top(conn, scores, mask, top_k, "sparse", positive_only=True)
@@ -785,7 +812,11 @@ class EmbeddedStore:
                 raise self._missing_vectors("dense", self._live)
             q = check_dense_query(q, matrix.shape[1])
             norm = float(np.linalg.norm(q))
-            scores = _matvec(matrix, q / norm if norm else q)
+            q = q / norm if norm else q
+            rows = self._selective_rows(conn, snap, node, "dense")
+            if rows is not None:
+                return self._ranked(conn, rows, _matvec(matrix[rows], q), top_k, "dense")
+            scores = _matvec(matrix, q)
             mask = self._mask(conn, snap, node, "dense")
             return self._top(conn, scores, mask, top_k, "dense", positive_only=False)
 

@@ -194,6 +194,20 @@ class VectorCache:
             out[b.start : b.stop] = sparse_scores(b.csc, query, b.csr)
         return out
 
+    def sparse_scores_of(self, query: SparseVector, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Dot products of `query` with the given rows only (ascending store rows): for selective filters."""
+        out = np.zeros(rows.size, dtype=np.float32)
+        for b in self.blocks:
+            lo, hi = np.searchsorted(rows, [b.start, b.stop])
+            if lo == hi:
+                continue
+            dim = int(b.csr.shape[1])
+            keep = query.indices < dim
+            dense_query = np.zeros(dim, dtype=np.float32)
+            dense_query[query.indices[keep]] = query.values[keep]
+            out[lo:hi] = b.csr[rows[lo:hi] - b.start] @ dense_query
+        return out
+
     def merged_sparse(self) -> tuple[sp.csc_matrix, sp.csr_matrix] | None:
         """One CSC/CSR pair over rows ``[0, n_rows)`` (benchmarks and tests)."""
         if not self.blocks:

@@ -375,6 +375,35 @@ def test_incremental_caches_match_a_fresh_store(tmp_path: Path) -> None:
     assert s.count_documents() == 240 - 20
 
 
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_selective_filters_agree_with_brute_force(tmp_path: Path, where: str) -> None:
+    s = EmbeddedStore(None if where == "memory" else tmp_path / "s", progress=False)
+    corpus = random_docs(200) + random_docs(200, start=200, seed=1)
+    s.write_documents(corpus[:200])
+    s.write_documents(corpus[200:])  # two blocks, rows on both sides of the boundary
+    s.delete_documents(["d195"])
+    rng = np.random.default_rng(3)
+    q_dense = rng.standard_normal(8).astype(np.float32)
+    q_sparse = SparseVector.from_dict({int(i): 1.0 for i in np.unique(rng.integers(0, 300, 40))})
+    for flt in ({"i": {"$in": [3, 190, 195, 199, 200, 201, 390]}}, {"mod": 2}):  # 1.5 % (scores those rows) and 20 %
+        keep = [d for d in corpus if d.id != "d195" and all(d.meta[k] in _accepted(v) for k, v in flt.items())]
+        dense = {
+            d.id: float(np.dot(d.embedding, q_dense) / np.linalg.norm(d.embedding) / np.linalg.norm(q_dense))
+            for d in keep
+        }
+        sparse = {d.id: q_sparse.dot(d.sparse_embedding) for d in keep}
+        sparse = {k: v for k, v in sparse.items() if v > 0}
+        for method, q, expected in (("search_dense", q_dense, dense), ("search_sparse", q_sparse, sparse)):
+            hits = getattr(s, method)(q, top_k=5, filters=flt)
+            best = sorted(expected.items(), key=lambda kv: -kv[1])[:5]
+            assert [h.id for h in hits] == [k for k, _ in best], (method, flt)
+            assert [h.score for h in hits] == pytest.approx([v for _, v in best], rel=1e-4)
+
+
+def _accepted(cond: object) -> list[object]:
+    return list(cond["$in"]) if isinstance(cond, dict) else [cond]
+
+
 def test_compact_keeps_live_documents(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path, progress=False)
