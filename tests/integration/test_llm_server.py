@@ -54,6 +54,22 @@ async def test_async_generation(client):
     assert len(out) == 2 and all(text.strip() for text in out)
 
 
+def test_async_model_lookup_and_two_successive_event_loops(llm_url):
+    import asyncio
+
+    fresh = OpenAICompatibleClient(base_url=llm_url, timeout=120.0)  # no model: looked up asynchronously
+
+    async def ask() -> tuple[list[str], str]:
+        out = await fresh.generate_async("Name a colour.", n=2, temperature=0.0, max_tokens=8)
+        return out, await fresh.model_async()
+
+    first, model = asyncio.run(ask())
+    second, _ = asyncio.run(ask())  # a new loop: the first loop's HTTP client must not be reused
+    assert model and fresh._client is None  # the sync client was never needed
+    assert len(first) == 2 and first[0] == first[1] and first[0].strip()  # greedy n: one answer, twice
+    assert len(second) == 2 and second[0].strip()
+
+
 # --- a slow server: the timeout must be honoured ---------------------------------------------------------------------
 
 
