@@ -21,24 +21,15 @@ from haystack_integrations.document_stores.elasticsearch.filters import _normali
 
 from lens_rag.errors import ConfigurationError
 from lens_rag.stores.elasticsearch.client import parse_version
-from lens_rag.stores.elasticsearch.mappings import SPARSE_FIELD
 from lens_rag.stores.elasticsearch.queries import (
     DEFAULT_MAX_QUERY_TERMS,
     SparseQueryMode,
     choose_sparse_mode,
-    sparse_request,
+    sparse_clause,
 )
 from lens_rag.validation import check_top_k
 
 __all__ = ["LensRagElasticsearchSparseRetriever"]
-
-
-def _retarget(clause: dict[str, Any], field: str) -> dict[str, Any]:
-    # lens-rag's builder targets its own field name; point it at the user's `sparse_vector_field`.
-    if "sparse_vector" in clause:
-        return {"sparse_vector": {**clause["sparse_vector"], "field": field}}
-    should = [{"term": {field: term["term"][SPARSE_FIELD]}} for term in clause["bool"]["should"]]
-    return {"bool": {**clause["bool"], "should": should}}
 
 
 @component
@@ -112,13 +103,10 @@ class LensRagElasticsearchSparseRetriever:
         if self._mode is None:
             self._mode = choose_sparse_mode(parse_version(version), self.query_mode)
         top_k = check_top_k(self.top_k if top_k is None else top_k)
-        body = sparse_request(
-            to_lens_sparse(query),
-            max(top_k, 1),
-            mode=self._mode,
-            max_query_terms=self.max_query_terms,
+        clause = sparse_clause(
+            to_lens_sparse(query), field=self._field, mode=self._mode, max_query_terms=self.max_query_terms
         )
-        query_dsl: dict[str, Any] = {"bool": {"must": [_retarget(body["query"], self._field)]}}
+        query_dsl: dict[str, Any] = {"bool": {"must": [clause]}}
         merged = apply_filter_policy(self.filter_policy, self.filters, filters)
         if merged:
             query_dsl["bool"]["filter"] = _normalize_filters(merged)
