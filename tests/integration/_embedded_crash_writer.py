@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-POOL = [f"d{i:03d}" for i in range(300)]
+POOL = [f"d{i:03d}" for i in range(240)]
 DIM = 16
 SIGNATURE_BASE = 1000  # sparse dimension 1000 + id number is the document's own, weight 5
 SIGNATURE_WEIGHT = 5.0
@@ -48,7 +48,7 @@ SIGNATURE_WEIGHT = 5.0
 Op = tuple[str, list[Any]]  # ("write", [(id, version), ...]) | ("delete", [id, ...]) | ("compact", [])
 
 
-def make_job(seed: int = 7, n_ops: int = 80) -> list[Op]:
+def make_job(seed: int = 7, n_ops: int = 72) -> list[Op]:
     """A job that writes most of the pool, replaces and deletes some of it, and compacts now and then."""
     rng = random.Random(seed)
     job: list[Op] = []
