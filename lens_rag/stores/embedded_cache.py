@@ -168,7 +168,12 @@ class VectorCache:
             self._dense_buf = grown
         for rows, raw in parts:
             norms = np.linalg.norm(raw, axis=1, keepdims=True)
-            self._dense_buf[start + rows] = raw / np.where(norms == 0, 1, norms)
+            norms[norms == 0] = 1
+            if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:  # contiguous: divide in place
+                lo = start + int(rows[0])
+                np.divide(raw, norms, out=self._dense_buf[lo : lo + rows.size])
+            else:
+                self._dense_buf[start + rows] = raw / norms
 
     def _maybe_merge(self) -> None:
         if len(self.blocks) < 2:
