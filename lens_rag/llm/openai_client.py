@@ -126,6 +126,9 @@ class OpenAICompatibleClient:
         self._async_client: Any = None
         self._async_loop: asyncio.AbstractEventLoop | None = None  # the loop `_async_client` belongs to
         self._lock = threading.Lock()
+        # Guards only the quick creation of the async client: `_lock` is held across the sync model lookup
+        # (HTTP), which must never make the event loop wait.
+        self._async_lock = threading.Lock()
         self._closing: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ class OpenAICompatibleClient:
         # An AsyncOpenAI's connection pool belongs to the event loop that first used it; from another loop
         # (a second asyncio.run) its kept-alive connections fail, so each loop gets its own client.
         loop = asyncio.get_running_loop()
-        with self._lock:
+        with self._async_lock:
             if self._async_client is None or (self._async_loop is not None and self._async_loop is not loop):
                 stale = self._async_client
                 self._async_client = _import_openai().AsyncOpenAI(**self._client_kwargs())
