@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
@@ -259,3 +260,149 @@ def test_vectors_stay_out_of_source_by_default(store, corpus):
     (doc,) = store.get_documents(["doc-5"], include_embeddings=True)
     assert doc.embedding is None and doc.sparse_embedding is None
     assert store.search_dense(corpus[5].embedding, top_k=1)[0].id == "doc-5"
+
+
+# ------------------------------------------------------------------ documents by filter, configuration
+
+
+def test_count_filter_and_iterate_by_filter(store, corpus):
+    en = {d.id for d in corpus if d.meta["lang"] == "en"}
+    assert store.count_documents() == len(corpus)
+    assert store.count_documents({"lang": "en"}) == len(en)
+    assert {d.id for d in store.filter_documents({"lang": "en"})} == en
+    assert len(store.filter_documents(limit=7)) == 7
+    assert store.filter_documents({"lang": "en"}, limit=0) == []
+    first = store.filter_documents({"$or": [{"year": 2001}, {"tags": "t2"}]})[0]
+    assert first.content and first.meta and first.embedding is None  # vectors stay out of _source
+    pages = list(store.iter_documents(batch_size=7))  # 40 documents over 6 pages
+    assert sorted(d.id for d in pages) == sorted(d.id for d in corpus)
+    assert len({d.id for d in pages}) == len(corpus)
+    it = store.iter_documents({"lang": "de"}, batch_size=3)
+    assert next(it).meta["lang"] == "de"
+    it.close()  # releases the point in time early
+    with pytest.raises(ConfigurationError, match="batch_size must be between 1 and 10000"):
+        store.iter_documents(batch_size=0)
+    with pytest.raises(ConfigurationError, match="limit must be >= 0"):
+        store.filter_documents(limit=-1)
+    with pytest.raises(ConfigurationError, match="unknown filter operator 'like'"):
+        store.count_documents({"lang": {"like": "e%"}})
+
+
+def test_top_k_zero_returns_nothing_without_asking(store, corpus):
+    query = SparseVector.from_arrays(np.arange(10), np.ones(10))
+    assert store.search_bm25("study", 0) == []
+    assert store.search_sparse(query, 0) == []
+    assert store.search_dense(corpus[0].embedding, 0) == []
+
+
+def test_delete_by_filter_and_delete_all(store, corpus):
+    store.set_info({"encoders": {"dense": {"name": "m"}}})
+    old = {d.id for d in corpus if d.meta["year"] < 2003}
+    assert store.delete_by_filter({"year": {"lt": 2003}}) == len(old)
+    assert store.count_documents() == len(corpus) - len(old)
+    assert store.get_documents(sorted(old)) == []
+    assert store.delete_by_filter({"year": {"lt": 2003}}) == 0
+    with pytest.raises(ConfigurationError, match=r"delete_by_filter needs a filter, got \{\}; to delete every"):
+        store.delete_by_filter({})
+    assert store.delete_all_documents() == len(corpus) - len(old)
+    assert store.count_documents() == 0
+    assert store.info == {"encoders": {"dense": {"name": "m"}}}  # the index, mapping and info stay
+    store.write_documents(corpus[:3])
+    assert store.delete_all_documents(recreate_index=True) == 3
+    assert store.count_documents() == 0 and store.info == {"encoders": {"dense": {"name": "m"}}}
+    store.write_documents(corpus[:2])  # still writable, dense field recreated
+    assert store.search_dense(corpus[1].embedding, top_k=1)[0].id == corpus[1].id
+
+
+def test_update_by_filter_merges_meta_and_keeps_vectors(make_store, corpus):
+    store = make_store(vectors_in_source=True)
+    store.write_documents(corpus)
+    en = {d.id for d in corpus if d.meta["lang"] == "en"}
+    assert store.update_by_filter({"lang": "en"}, {"reviewed": True, "year": 1900}) == len(en)
+    assert {d.id for d in store.filter_documents({"reviewed": True})} == en
+    doc = next(d for d in store.filter_documents({"reviewed": True}, include_embeddings=True))
+    assert doc.meta["year"] == 1900 and doc.meta["lang"] == "en" and doc.meta["tags"]  # merged, not replaced
+    assert doc.embedding is not None and doc.sparse_embedding is not None
+    original = next(d for d in corpus if d.id == doc.id)
+    assert store.search_dense(original.embedding, top_k=1)[0].id == doc.id  # vectors still indexed
+    assert store.update_by_filter({"lang": "xx"}, {"a": 1}) == 0
+    with pytest.raises(StoreError, match="could not be updated"):
+        store.update_by_filter({"lang": "de"}, {"year": "not a number"})  # meta.year is a double
+
+
+def test_update_by_filter_refuses_to_drop_excluded_vectors(make_store, corpus):
+    store = make_store()  # vectors_in_source=False: an update would rewrite documents without them
+    store.write_documents([*corpus[:4], Document(id="plain", content="no vectors", meta={"lang": "en"})])
+    with pytest.raises(StoreError, match=r"would drop the vectors of \d+ matching document"):
+        store.update_by_filter({"lang": {"in": ["en", "de"]}}, {"x": 1})
+    assert store.count_documents({"x": 1}) == 0  # nothing changed
+    assert store.update_by_filter({"$id": "plain"}, {"x": 1}) == 1
+    assert store.get_documents(["plain"])[0].meta == {"lang": "en", "x": 1}
+
+
+def test_meta_keeps_json_types(make_store):
+    store = make_store()
+    store.write_documents(
+        [
+            Document(id="a", content="x", meta={"when": "2020-01-02", "code": "42", "n": 10}),
+            Document(id="b", content="x", meta={"n": 10.5}),
+        ]
+    )
+    meta = store.client.indices.get_mapping(index=store.index)[store.index]["mappings"]["properties"]["meta"]
+    types = {k: v["type"] for k, v in meta["properties"].items()}
+    assert types == {"when": "keyword", "code": "keyword", "n": "double"}
+    store.write_documents([Document(id="c", content="x", meta={"when": "soon"})])  # no date mapping to refuse it
+    assert store.count_documents({"n": {"gt": 10}}) == 1  # 10.5 kept, not truncated to a long
+    with pytest.raises(BulkWriteError, match=r"1 document\(s\) were not written"):
+        store.write_documents([Document(id="d", content="x", meta={"n": "11"})])  # no silent coercion
+    assert store.count_documents({"code": 42}) == 0 and store.count_documents({"code": "42"}) == 1
+
+
+def test_index_from_an_older_version_gets_the_new_dynamic_mapping(make_store, es_url):
+    store = make_store()
+    store.server_version()
+    body = store._index_body(None)
+    for key in ("date_detection", "numeric_detection"):
+        body["mappings"].pop(key)
+    body["mappings"]["dynamic_templates"] = body["mappings"]["dynamic_templates"][:1]
+    store.client.indices.create(index=store.index, **body)
+    store.write_documents([Document(id="a", content="x", meta={"when": "2020-01-02"})])
+    mapping = store.client.indices.get_mapping(index=store.index)[store.index]["mappings"]
+    assert mapping["date_detection"] is False
+    assert mapping["properties"]["meta"]["properties"]["when"]["type"] == "keyword"
+
+
+def test_config_round_trip_keeps_secrets_out(make_store, es_url, monkeypatch):
+    monkeypatch.setenv("MY_ES_KEY", "c2VjcmV0OnNlY3JldA==")
+    store = make_store(api_key="explicit-secret-value", dense_similarity="dot_product", sparse_top_k=50)
+    text = json.dumps(store.to_config())
+    assert "explicit-secret-value" not in text
+    config = json.loads(text)
+    assert config["type"] == "elasticsearch_store" and config["api_key_env"] == "ES_API_KEY"
+    assert config["index"] == store.index and config["sparse_top_k"] == 50
+    same = ElasticsearchStore.from_config(config)
+    assert same.to_config() == config
+    assert same.settings.api_key is None or same.settings.api_key != "explicit-secret-value"
+    named = ElasticsearchStore.from_config({**config, "api_key_env": "MY_ES_KEY"})
+    assert named.settings.api_key == "c2VjcmV0OnNlY3JldA==" and named.to_config()["api_key_env"] == "MY_ES_KEY"
+    with pytest.raises(ConfigurationError, match=r"unknown ElasticsearchStore config keys \['api_key'\]"):
+        ElasticsearchStore.from_config({**config, "api_key": "x"})
+    open_store = ElasticsearchStore.from_config({**config, "api_key_env": "UNSET_VAR_FOR_TEST"})
+    assert open_store.count_documents() == 0  # connects (no auth on this server) and finds no index yet
+
+
+async def test_async_by_filter_twins(make_store, corpus):
+    store = make_store(vectors_in_source=True)
+    await store.write_documents_async(corpus)
+    de = {d.id for d in corpus if d.meta["lang"] == "de"}
+    assert await store.count_documents_async({"lang": "de"}) == len(de)
+    assert {d.id for d in await store.filter_documents_async({"lang": "de"})} == de
+    assert len(await store.filter_documents_async(limit=5)) == 5
+    seen = [d.id async for d in store.iter_documents_async({"lang": "de"}, batch_size=6)]
+    assert sorted(seen) == sorted(de)
+    assert await store.update_by_filter_async({"lang": "de"}, {"flag": "x"}) == len(de)
+    assert await store.count_documents_async({"flag": "x"}) == len(de)
+    assert await store.delete_by_filter_async({"flag": "x"}) == len(de)
+    assert await store.delete_all_documents_async() == len(corpus) - len(de)
+    assert await store.count_documents_async() == 0
+    await store.close_async()

@@ -10,7 +10,15 @@ from typing import Any
 from lens_rag.errors import ConfigurationError, StoreError
 from lens_rag.filters import FilterNode, Filters, parse_filters
 
-__all__ = ["KEEP_ALIVE", "ONE_PAGE", "by_query_count", "check_meta", "refuse_vector_loss", "required_filter"]
+__all__ = [
+    "KEEP_ALIVE",
+    "ONE_PAGE",
+    "by_query_count",
+    "check_meta",
+    "failure_body",
+    "refuse_vector_loss",
+    "required_filter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +74,11 @@ def by_query_count(response: Mapping[str, Any], key: str, index: str) -> int:
             key,
         )
     return int(response.get(key) or 0)
+
+
+def failure_body(error: Exception) -> Mapping[str, Any] | None:
+    """The by-query response carried by an HTTP error whose documents failed (e.g. a type clash), else `None`."""
+    body = getattr(error, "body", None)
+    if isinstance(body, Mapping) and body.get("failures"):
+        return body
+    return None

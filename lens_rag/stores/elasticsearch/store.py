@@ -683,9 +683,15 @@ class ElasticsearchStore(AsyncMethods):
             return 0
         query = queries.match_query(node, self._types_for(node))
         with self._errors(f"delete documents by filter from index {self.index!r}"):
-            response = self.client.delete_by_query(
-                index=self.index, query=query, refresh=self.refresh != "none", conflicts="proceed"
-            )
+            try:
+                response = self.client.delete_by_query(
+                    index=self.index, query=query, refresh=self.refresh != "none", conflicts="proceed"
+                )
+            except elasticsearch.ApiError as e:
+                body = by_filter.failure_body(e)
+                if body is not None:
+                    by_filter.by_query_count(body, "deleted", self.index)  # raises, naming the failures
+                raise
         return by_filter.by_query_count(response.body, "deleted", self.index)
 
     def delete_all_documents(self, *, recreate_index: bool = False) -> int:
@@ -705,9 +711,15 @@ class ElasticsearchStore(AsyncMethods):
                 self.set_info(info)
             return count
         with self._errors(f"delete all documents from index {self.index!r}"):
-            response = self.client.delete_by_query(
-                index=self.index, query={"match_all": {}}, refresh=self.refresh != "none", conflicts="proceed"
-            )
+            try:
+                response = self.client.delete_by_query(
+                    index=self.index, query={"match_all": {}}, refresh=self.refresh != "none", conflicts="proceed"
+                )
+            except elasticsearch.ApiError as e:
+                body = by_filter.failure_body(e)
+                if body is not None:
+                    by_filter.by_query_count(body, "deleted", self.index)  # raises, naming the failures
+                raise
         return by_filter.by_query_count(response.body, "deleted", self.index)
 
     def update_by_filter(self, filters: Filters | FilterNode | None, meta: Mapping[str, Any]) -> int:
@@ -735,13 +747,19 @@ class ElasticsearchStore(AsyncMethods):
             by_filter.refuse_vector_loss(at_risk, self.index)
             query = {"bool": {"filter": [query], "must_not": [queries.HAS_VECTORS]}}
         with self._errors(f"update documents by filter in index {self.index!r}"):
-            response = self.client.update_by_query(
-                index=self.index,
-                query=query,
-                script=queries.update_meta_script(meta),
-                refresh=self.refresh != "none",
-                conflicts="proceed",
-            )
+            try:
+                response = self.client.update_by_query(
+                    index=self.index,
+                    query=query,
+                    script=queries.update_meta_script(meta),
+                    refresh=self.refresh != "none",
+                    conflicts="proceed",
+                )
+            except elasticsearch.ApiError as e:
+                body = by_filter.failure_body(e)
+                if body is not None:
+                    by_filter.by_query_count(body, "updated", self.index)  # raises, naming the failures
+                raise
         return by_filter.by_query_count(response.body, "updated", self.index)
 
     # ------------------------------------------------------------------ filters: configuration
@@ -796,43 +814,6 @@ class ElasticsearchStore(AsyncMethods):
             raise ConfigurationError(f"ElasticsearchStore.from_config got a config of type {kind!r}")
         params = config_params(config, cls.__name__, _CONFIG_KEYS)
         return cls(**params)
-
-    # ------------------------------------------------------------------ es-ops: multi-search (one round trip)
-    def _msearch_bodies(self, requests: Sequence[Any]) -> list[dict[str, Any] | None]:
-        """Bodies of checked requests, built by the builders `search_bm25`/`search_sparse`/`search_dense` use."""
-        from lens_rag.stores.elasticsearch import msearch
-
-        return msearch.request_bodies(requests, bm25=self._bm25_body, sparse=self._sparse_body, dense=self._dense_body)
-
-    def search_many(self, requests: Sequence[Any]) -> list[list[ScoredDocument]]:
-        """Several searches of this index in one `_msearch` round trip; the server runs them side by side.
-
-        Each result list is exactly what the matching ``search_<kind>`` call returns (same checks,
-        same bodies, same parsing); :class:`~lens_rag.retrieval.HybridRetriever` uses this for its members.
-
-        :param requests: :class:`~lens_rag.stores.elasticsearch.msearch.SearchRequest` (or plain
-            ``(kind, query, top_k, filters)`` tuples), kind ``"bm25"``, ``"sparse"`` or ``"dense"``.
-        :returns: one ranked list per request, in request order.
-        :raises ConfigurationError: on a malformed request (nothing is sent).
-        :raises StoreError: if any of the searches fails (naming which).
-        """
-        from lens_rag.stores.elasticsearch import msearch
-
-        checked = msearch.check_requests(requests)
-        if not any(msearch.needs_search(r) for r in checked) or not self._inspect_index():
-            return [[] for _ in checked]
-        for node in msearch.filter_nodes(checked):
-            self._types_for(node)
-        bodies = self._msearch_bodies(checked)
-        if all(body is None for body in bodies):
-            return [[] for _ in checked]
-        with self._errors(f"search index {self.index!r}"):
-            response = self.client.msearch(index=self.index, searches=msearch.msearch_lines(bodies))
-        return msearch.parse_responses(
-            response.body, checked, bodies, index=self.index, dense_similarity=self.dense_similarity
-        )
-
-    # ------------------------------------------------------------------ es-ops: end of multi-search
 
     def close(self) -> None:
         """Close the sync client (the async one is closed by `close_async`)."""
