@@ -83,6 +83,7 @@ if TYPE_CHECKING:
         @staticmethod
         def _connection_lost(e: Exception, written: int, total: int) -> Exception: ...
         def close(self) -> None: ...
+        def _msearch_bodies(self, requests: Sequence[Any]) -> list[dict[str, Any] | None]: ...  # es-ops: multi-search
 
     _Base = _SyncCore
 else:
@@ -441,6 +442,27 @@ class AsyncMethods(_Base):
                     by_filter.by_query_count(body, "updated", self.index)  # raises, naming the failures
                 raise
         return by_filter.by_query_count(response.body, "updated", self.index)
+
+    # ------------------------------------------------------------------ es-ops: multi-search (one round trip)
+    async def search_many_async(self, requests: Sequence[Any]) -> list[list[ScoredDocument]]:
+        """Async twin of :meth:`ElasticsearchStore.search_many`: several searches in one `_msearch` round trip."""
+        from lens_rag.stores.elasticsearch import msearch
+
+        checked = msearch.check_requests(requests)
+        if not any(msearch.needs_search(r) for r in checked) or not await self._inspect_index_async():
+            return [[] for _ in checked]
+        for node in msearch.filter_nodes(checked):
+            await self._types_for_async(node)
+        bodies = self._msearch_bodies(checked)
+        if all(body is None for body in bodies):
+            return [[] for _ in checked]
+        with self._errors(f"search index {self.index!r}"):
+            response = await self.async_client.msearch(index=self.index, searches=msearch.msearch_lines(bodies))
+        return msearch.parse_responses(
+            response.body, checked, bodies, index=self.index, dense_similarity=self.dense_similarity
+        )
+
+    # ------------------------------------------------------------------ es-ops: end of multi-search
 
     async def close_async(self) -> None:
         """Close the async client (call from the event loop that used it; another loop's client is dropped)."""

@@ -815,6 +815,43 @@ class ElasticsearchStore(AsyncMethods):
         params = config_params(config, cls.__name__, _CONFIG_KEYS)
         return cls(**params)
 
+    # ------------------------------------------------------------------ es-ops: multi-search (one round trip)
+    def _msearch_bodies(self, requests: Sequence[Any]) -> list[dict[str, Any] | None]:
+        """Bodies of checked requests, built by the builders `search_bm25`/`search_sparse`/`search_dense` use."""
+        from lens_rag.stores.elasticsearch import msearch
+
+        return msearch.request_bodies(requests, bm25=self._bm25_body, sparse=self._sparse_body, dense=self._dense_body)
+
+    def search_many(self, requests: Sequence[Any]) -> list[list[ScoredDocument]]:
+        """Several searches of this index in one `_msearch` round trip; the server runs them side by side.
+
+        Each result list is exactly what the matching ``search_<kind>`` call returns (same checks,
+        same bodies, same parsing); :class:`~lens_rag.retrieval.HybridRetriever` uses this for its members.
+
+        :param requests: :class:`~lens_rag.stores.elasticsearch.msearch.SearchRequest` (or plain
+            ``(kind, query, top_k, filters)`` tuples), kind ``"bm25"``, ``"sparse"`` or ``"dense"``.
+        :returns: one ranked list per request, in request order.
+        :raises ConfigurationError: on a malformed request (nothing is sent).
+        :raises StoreError: if any of the searches fails (naming which).
+        """
+        from lens_rag.stores.elasticsearch import msearch
+
+        checked = msearch.check_requests(requests)
+        if not any(msearch.needs_search(r) for r in checked) or not self._inspect_index():
+            return [[] for _ in checked]
+        for node in msearch.filter_nodes(checked):
+            self._types_for(node)
+        bodies = self._msearch_bodies(checked)
+        if all(body is None for body in bodies):
+            return [[] for _ in checked]
+        with self._errors(f"search index {self.index!r}"):
+            response = self.client.msearch(index=self.index, searches=msearch.msearch_lines(bodies))
+        return msearch.parse_responses(
+            response.body, checked, bodies, index=self.index, dense_similarity=self.dense_similarity
+        )
+
+    # ------------------------------------------------------------------ es-ops: end of multi-search
+
     def close(self) -> None:
         """Close the sync client (the async one is closed by `close_async`)."""
         if self._client is not None:
