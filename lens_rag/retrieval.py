@@ -14,6 +14,7 @@ in a worker thread otherwise, so other tasks keep running during a search.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -450,6 +451,7 @@ def _rename(hits: list[ScoredDocument], name: str, store_label: str) -> list[Sco
 PARALLEL_QUERY_ENCODING = True
 _ONE_TRIP_KINDS: dict[type, SearchKind] = {BM25Retriever: "bm25", SparseRetriever: "sparse", DenseRetriever: "dense"}
 _encode_pool: Any = None
+_warm_encoders: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _one_trip_store(retrievers: Sequence[Retriever], method: str) -> Any:
@@ -470,12 +472,33 @@ def _one_trip_requests(
     return [SearchRequest(_ONE_TRIP_KINDS[type(r)], q, depth, filters) for r, q in zip(retrievers, queries)]
 
 
+def _all_warm(encoders: Sequence[Any]) -> bool:
+    """Whether every encoder has encoded before in this process (its model is loaded)."""
+    try:
+        return all(e in _warm_encoders for e in encoders)
+    except TypeError:  # not weak-referenceable: never run it beside another one
+        return False
+
+
+def _mark_warm(encoders: Sequence[Any]) -> None:
+    for e in encoders:
+        try:
+            _warm_encoders.add(e)
+        except TypeError:
+            pass
+
+
 def _encode_side_by_side(retrievers: Sequence[Any], query: str) -> list[Any]:
-    """Each member's query: the text for BM25, else its encoder's vector (several encoders run in parallel threads)."""
+    """Each member's query: the text for BM25, else its encoder's vector (several encoders run in parallel threads).
+
+    Until every encoder has encoded once they run one after another: loading two models at once in
+    two threads races inside `transformers`' lazy imports.
+    """
     global _encode_pool
     out: list[Any] = [query] * len(retrievers)
     encoding = [i for i, r in enumerate(retrievers) if type(r) is not BM25Retriever]
-    if len(encoding) > 1 and PARALLEL_QUERY_ENCODING:
+    encoders = [getattr(retrievers[i], "encoder", None) for i in encoding]
+    if len(encoding) > 1 and PARALLEL_QUERY_ENCODING and _all_warm(encoders):
         if _encode_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -486,6 +509,7 @@ def _encode_side_by_side(retrievers: Sequence[Any], query: str) -> list[Any]:
     else:
         for i in encoding:
             out[i] = retrievers[i]._encode(query)
+        _mark_warm(encoders)
     return out
 
 

@@ -217,3 +217,30 @@ def test_fast_path_is_taken_only_for_plain_members_over_one_store():
     no_many = FakeStore(many=False)
     assert retrieval._one_trip_store([BM25Retriever(no_many), BM25Retriever(no_many, name="b")], "search_many") is None
     assert retrieval._one_trip_store(_members(store), "search_many") is store
+
+
+def test_encoders_run_side_by_side_only_once_each_has_loaded(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(retrieval, "PARALLEL_QUERY_ENCODING", True)
+    threads: list[str] = []
+
+    class Recording(Dense):
+        def encode_queries(self, texts):
+            threads.append(threading.current_thread().name)
+            return super().encode_queries(texts)
+
+    class RecordingSparse(Sparse):
+        def encode_queries(self, texts):
+            threads.append(threading.current_thread().name)
+            return super().encode_queries(texts)
+
+    store = FakeStore()
+    members = [BM25Retriever(store), SparseRetriever(store, RecordingSparse()), DenseRetriever(store, Recording())]
+    first = retrieval._encode_side_by_side(members, "q")
+    assert threads == [threading.current_thread().name] * 2  # cold: one after another, in the caller's thread
+    threads.clear()
+    second = retrieval._encode_side_by_side(members, "q")
+    assert len(threads) == 2 and all(t.startswith("lens-rag-encode") for t in threads)
+    assert first[0] == second[0] == "q" and first[2] == second[2]
+    assert first[1].indices.tolist() == second[1].indices.tolist()
