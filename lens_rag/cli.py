@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -233,17 +234,27 @@ def _libraries_silenced() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
-        if "huggingface_hub" in sys.modules and (had_hub or saved_env["HF_HUB_DISABLE_PROGRESS_BARS"] is None):
-            from huggingface_hub import utils as hub_utils
+        # huggingface_hub warns on enabling when the variable we set at its import still rules: ignore that.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _restore_libraries(had_hub, had_transformers, saved_env, hub_bars, tf_bars, tf_verbosity)
 
-            if hub_bars:
-                hub_utils.enable_progress_bars()
-        if "transformers" in sys.modules and (had_transformers or saved_env["TRANSFORMERS_VERBOSITY"] is None):
-            from transformers.utils import logging as hf_logging
 
-            hf_logging.set_verbosity(tf_verbosity)
-            if tf_bars:
-                hf_logging.enable_progress_bar()
+def _restore_libraries(
+    had_hub: bool, had_transformers: bool, saved_env: dict[str, str | None], hub_bars: bool, tf_bars: bool,
+    tf_verbosity: int,
+) -> None:  # fmt: skip
+    if "huggingface_hub" in sys.modules and (had_hub or saved_env["HF_HUB_DISABLE_PROGRESS_BARS"] is None):
+        from huggingface_hub import utils as hub_utils
+
+        if hub_bars:
+            hub_utils.enable_progress_bars()
+    if "transformers" in sys.modules and (had_transformers or saved_env["TRANSFORMERS_VERBOSITY"] is None):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(tf_verbosity)
+        if tf_bars:
+            hf_logging.enable_progress_bar()
 
 
 # Control characters (C0 but newline and tab, DEL, C1) and bidirectional overrides: a passage may hold
