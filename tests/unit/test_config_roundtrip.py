@@ -118,6 +118,9 @@ def test_hybrid_of_three_over_an_elasticsearch_store_round_trips(monkeypatch: py
     rebuilt_store = rebuilt.retrievers[0].store
     assert isinstance(rebuilt_store, ElasticsearchStore) and rebuilt_store.index == "lens-config-test"
     assert rebuilt_store._client is None and rebuilt_store._async_client is None
+    for secret_kwargs in ({"api_key": SECRET}, {"basic_auth": ("elastic", SECRET)}):
+        by_value = ElasticsearchStore(url="http://127.0.0.1:9", index="lens-config-test", **secret_kwargs)
+        assert SECRET not in json.dumps(cfg.to_config(HybridRetriever([BM25Retriever(by_value)])))
 
 
 def test_reranking_and_lamer_round_trip_with_nested_reranker_and_llm(tmp_path: Path) -> None:
