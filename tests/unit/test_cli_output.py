@@ -201,3 +201,29 @@ def test_ask_without_an_llm_says_which_model_answers(
     with pytest.raises(Stop):
         cli._llm_factory(args)()
     assert capsys.readouterr().err == "" and len(made) == 2
+
+
+def test_a_run_that_fails_midway_says_how_many_documents_it_committed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lens_rag.stores.embedded import EmbeddedStore
+
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"_id": f"d{i}", "text": f"passage number {i}"}) for i in range(600)))
+    real_write = EmbeddedStore.write_documents
+    calls = []
+
+    def failing_write(self: EmbeddedStore, documents: list) -> object:
+        calls.append(len(documents))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(self, documents)
+
+    monkeypatch.setattr(EmbeddedStore, "write_documents", failing_write)
+    assert _index(jsonl, tmp_path / "s") == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "256 documents were committed" in err
+    assert "run the same command again" in err
+    monkeypatch.setattr(EmbeddedStore, "write_documents", real_write)
+    with EmbeddedStore(tmp_path / "s") as store:
+        assert store.count_documents() == 256
