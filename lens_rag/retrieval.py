@@ -46,7 +46,9 @@ SearchKind = Literal["bm25", "sparse", "dense"]
 class Retriever(Protocol):
     """Anything that answers a text query with ranked documents.
 
-    `name` labels the results' per-source scores after fusion (e.g. ``"bm25"``).
+    `name` labels the results' per-source scores after fusion (e.g. ``"bm25"``). The built-in retrievers
+    also have ``to_config()``/``from_config()`` (:mod:`lens_rag.config`); a custom retriever needs them only
+    to be saved inside a configuration (register it with :func:`lens_rag.config.register`).
     """
 
     name: str
