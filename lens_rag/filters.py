@@ -131,7 +131,7 @@ class Condition:
                 raise _fail(f"{where} needs a list, got {value!r}")
             items = tuple(_scalar(v, where) for v in value)
             object.__setattr__(self, "value", items)
-            if field == ID_FIELD and any(not isinstance(v, str) for v in items):
+            if field == ID_FIELD and any(v is not None and not isinstance(v, str) for v in items):
                 raise _fail(f"{where} needs a list of string ids, got {value!r}")
         else:
             value = _scalar(value, where)
