@@ -282,3 +282,70 @@ async def test_filtered_searches_agree(es_store: ElasticsearchStore, embedded: E
     assert {d.id for d in await es_store.filter_documents_async(filters)} == expected
     assert await es_store.count_documents_async(filters) == len(expected)
     await es_store.close_async()  # each test runs in its own event loop
+
+
+def _random_filters(seed: int, count: int) -> list[Any]:
+    """Seeded random trees over the table's keys, with operands of every type (mismatches included)."""
+    import random
+
+    rng = random.Random(seed)
+    typical: dict[str, list[Any]] = {
+        "year": [1999, 2000, 2010, 2020, 2000.0],
+        "score": [0.5, 1.5, 2.0, -1.0],
+        "lang": ["en", "de", "fr", "", "EN"],
+        "date": ["2000-01-01", "1999-12-31", "2010-01-01T00:00:00"],
+        "draft": [True, False],
+        "tags": ["a", "b", "c"],
+        "nums": [1, 2, 10],
+        "author.name": ["Ada", "Bob"],
+        "rating": [3, 4.5, 5],
+        "absent": [1, "x"],
+    }
+    odd: list[Any] = [None, 0, "2000", True, "a", 1.5]  # operands of another type, now and then
+    ops = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists"]
+
+    def operand(key: str) -> Any:
+        return rng.choice(odd) if rng.random() < 0.2 else rng.choice(typical[key])
+
+    def condition() -> dict[str, Any]:
+        key, op = rng.choice(sorted(typical)), rng.choice(ops)
+        if op in ("in", "nin"):
+            value: Any = [operand(key) for _ in range(rng.randint(0, 3))]
+        elif op == "exists":
+            value = rng.choice([True, False])
+        elif op in ("gt", "gte", "lt", "lte"):
+            value = operand(key)
+            while value is None or isinstance(value, bool):
+                value = operand(key)
+        else:
+            value = operand(key)
+        return {key: {f"${op}": value}}
+
+    def tree(depth: int = 0) -> dict[str, Any]:
+        r = rng.random()
+        if depth > 1 or r < 0.4:
+            return condition()
+        if r < 0.6:
+            return {"$and": [tree(depth + 1) for _ in range(rng.randint(1, 3))]}
+        if r < 0.8:
+            return {"$or": [tree(depth + 1) for _ in range(rng.randint(1, 3))]}
+        return {"$not": tree(depth + 1)}
+
+    return [tree() for _ in range(count)]
+
+
+RANDOM_FILTERS = _random_filters(seed=11, count=150)
+
+
+def test_random_trees_agree_on_every_backend(
+    es_store: ElasticsearchStore, embedded: EmbeddedStore, sqlite_table: sqlite3.Connection
+) -> None:
+    """150 seeded random filters: Elasticsearch, the EmbeddedStore and SQL select exactly what `matches` selects."""
+    partial = sum(0 < len(_expected(f)) < len(DOCS) for f in RANDOM_FILTERS)
+    assert partial >= 0.5 * len(RANDOM_FILTERS)  # most select some documents but not all
+    for filters in RANDOM_FILTERS:
+        expected = _expected(filters)
+        where, params = filters_to_sql(filters)
+        assert {r[0] for r in sqlite_table.execute(f"SELECT id FROM docs WHERE {where}", params)} == expected, filters
+        assert {d.id for d in embedded.filter_documents(filters)} == expected, filters
+        assert {d.id for d in es_store.filter_documents(filters)} == expected, filters
