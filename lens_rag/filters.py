@@ -688,7 +688,7 @@ _MATCH_NONE: dict[str, Any] = {"match_none": {}}
 
 
 def _es_field(key: str, meta_field: str) -> str:
-    return f"{meta_field}.{key}"
+    return f"{meta_field}.{key}" if meta_field else key
 
 
 def _es_compatible(field: str, kind: str | None, field_types: Mapping[str, str] | None) -> bool:
@@ -784,7 +784,8 @@ def filters_to_es(
         store reads them; a condition whose operand type differs from the field's type then matches
         nothing (as in the embedded store) instead of being coerced or failing. Unknown fields are
         left to the server (an unmapped field matches nothing).
-    :param meta_field: the object field holding the metadata.
+    :param meta_field: the object field holding the metadata; ``""`` when metadata keys are top-level
+        fields (as in indexes written by other tools).
     :raises ConfigurationError: on a malformed filter.
 
     Usage::

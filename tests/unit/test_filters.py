@@ -530,3 +530,5 @@ def test_es_field_types_make_mismatched_operands_match_nothing() -> None:
 
 def test_es_nested_keys_are_dotted_paths() -> None:
     assert filters_to_es({"author.name": "Ada"}) == {"term": {"meta.author.name": "Ada"}}
+    assert filters_to_es({"author.name": "Ada"}, meta_field="") == {"term": {"author.name": "Ada"}}
+    assert filters_to_es({"year": {"gt": 1}}, meta_field="m") == {"range": {"m.year": {"gt": 1}}}
