@@ -25,7 +25,7 @@ def make_store(store_dir: str, es_url: str | None, index: str) -> object:
         return LensRagDocumentStore(store_dir)
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
-    return ElasticsearchDocumentStore(hosts=es_url, index=index, sparse_vector_field="sparse_embedding")
+    return ElasticsearchDocumentStore(hosts=es_url, index=index, sparse_vector_field="sparse_vec")
 
 
 def hybrid_pipeline(store: object, top_k: int = 3) -> Pipeline:

@@ -34,7 +34,7 @@ def make_store(store_dir: str, es_url: str | None, index: str) -> object:
         return LensRagDocumentStore(store_dir)
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
-    return ElasticsearchDocumentStore(hosts=es_url, index=index, sparse_vector_field="sparse_embedding")
+    return ElasticsearchDocumentStore(hosts=es_url, index=index, sparse_vector_field="sparse_vec")
 
 
 def indexing_pipeline(store: object) -> Pipeline:

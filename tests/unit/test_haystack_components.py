@@ -27,6 +27,7 @@ from haystack_integrations.components.retrievers.lens_rag import (
     LensRagBM25Retriever,
     LensRagDenseRetriever,
     LensRagHybridRetriever,
+    LensRagLameRRetriever,
     LensRagSparseRetriever,
 )
 from haystack_integrations.document_stores.lens_rag import LensRagDocumentStore
@@ -391,6 +392,27 @@ def test_lamer_augmenter_serialises_generator_or_core_client(monkeypatch: pytest
     assert LensRagLameRQueryAugmenter.from_dict(core.to_dict()).lamer.llm.model == "m"
     with pytest.raises(ConfigurationError, match="not both"):
         LensRagLameRQueryAugmenter(chat_generator=generator, llm_config={"type": "openai"})
+
+
+def test_lamer_retriever_second_stage_searches_the_augmented_query(store: LensRagDocumentStore) -> None:
+    # No passage mentions "deficiency disease"; the fake LLM answers "vitamin C answer N", which BM25 then finds.
+    generator = FakeChatGenerator()
+    augmenter = LensRagLameRQueryAugmenter(chat_generator=generator, n_answers=2, n_candidates=2)
+    lamer = LensRagLameRRetriever(document_store=store, augmenter=augmenter, top_k=1)
+    out = lamer.run(query="deficiency disease")
+    assert out["fell_back"] is False and [d.id for d in out["documents"]] == ["d1"]
+    assert len(generator.calls) == 2
+    failing = LensRagLameRRetriever(
+        document_store=store, augmenter=LensRagLameRQueryAugmenter(chat_generator=FakeChatGenerator(fail=True))
+    )
+    with pytest.warns(UserWarning, match="fell back"):
+        fallback = failing.run(query="deficiency disease", top_k=1)
+    assert fallback["fell_back"] is True and fallback["documents"] == []  # the original query finds nothing
+    core_llm = LensRagLameRQueryAugmenter(llm_config={"type": "openai", "base_url": "http://h/v1", "model": "m"})
+    data = LensRagLameRRetriever(document_store=store, augmenter=core_llm, top_k=3).to_dict()
+    assert LensRagLameRRetriever.from_dict(data).to_dict() == data
+    with pytest.raises(ConfigurationError, match="second_stage"):
+        LensRagLameRRetriever(document_store=store, augmenter=augmenter, second_stage="dense")
 
 
 # ---------------------------------------------------------------------------------------------- pipelines

@@ -35,6 +35,7 @@ from haystack_integrations.components.retrievers.lens_rag import (
     LensRagDenseRetriever,
     LensRagElasticsearchSparseRetriever,
     LensRagHybridRetriever,
+    LensRagLameRRetriever,
     LensRagSparseRetriever,
 )
 from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
@@ -98,6 +99,14 @@ def _every_component(monkeypatch: pytest.MonkeyPatch) -> Pipeline:
     p.add_component("ranker", LensRagRanker("cross-encoder/ms-marco-MiniLM-L6-v2", top_k=3))
     p.add_component("lamer", LensRagLameRQueryAugmenter(chat_generator=generator, domain="scifact", n_answers=2))
     p.add_component("lamer_core", LensRagLameRQueryAugmenter(llm_config={"type": "openai", "base_url": "http://x/v1"}))
+    lamer_retriever = LensRagLameRRetriever(
+        document_store=store,
+        augmenter=LensRagLameRQueryAugmenter(chat_generator=OpenAIChatGenerator(
+            api_key=Secret.from_env_var(KEY_ENV), api_base_url="http://127.0.0.1:9/v1"
+        )),
+        second_stage="hybrid",
+    )  # fmt: skip
+    p.add_component("lamer_retriever", lamer_retriever)
     p.connect("sparse_text.sparse_embedding", "sparse.query_sparse_embedding")
     p.connect("dense_text.embedding", "dense.query_embedding")
     p.connect("bm25.documents", "joiner.bm25")

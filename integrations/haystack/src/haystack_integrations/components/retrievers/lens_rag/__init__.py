@@ -1,4 +1,4 @@
-"""lens-rag retrievers for Haystack: BM25, sparse, dense and hybrid over `LensRagDocumentStore`, and a sparse
+"""lens-rag retrievers for Haystack: BM25, sparse, dense, hybrid and LameR over `LensRagDocumentStore`, and a sparse
 retriever for elasticsearch-haystack's `ElasticsearchDocumentStore` that works on Elasticsearch 8.11+.
 
 The Elasticsearch retriever is imported lazily, so elasticsearch-haystack is needed only to use it.
@@ -7,6 +7,7 @@ The Elasticsearch retriever is imported lazily, so elasticsearch-haystack is nee
 from typing import Any
 
 from haystack_integrations.components.retrievers.lens_rag.hybrid import LensRagHybridRetriever
+from haystack_integrations.components.retrievers.lens_rag.lamer import LensRagLameRRetriever
 from haystack_integrations.components.retrievers.lens_rag.retrievers import (
     LensRagBM25Retriever,
     LensRagDenseRetriever,
@@ -18,6 +19,7 @@ __all__ = [
     "LensRagDenseRetriever",
     "LensRagElasticsearchSparseRetriever",
     "LensRagHybridRetriever",
+    "LensRagLameRRetriever",
     "LensRagSparseRetriever",
 ]
 
