@@ -284,3 +284,13 @@ def test_vector_store_add_get_delete_search(store):
     assert vs.get_by_ids(["a"]) == []
     rel = vs.similarity_search_with_relevance_scores("volcano magma", k=1)
     assert 0.0 <= rel[0][1] <= 1.0
+
+
+def test_our_result_keys_do_not_leak_back_into_metadata(store):
+    from langchain_lens_rag._convert import from_lc_document
+
+    doc = BM25Retriever(store=store).invoke("vitamin C scurvy")[0]
+    assert from_lc_document(doc).meta == TEXTS["scurvy"][1]
+    nested = HybridRetriever(retrievers=[_hybrid(store), BM25Retriever(store=store, name="bm25b")], k=1)
+    top = nested.invoke("lack of vitamin C")[0]
+    assert set(top.metadata["sources"]) >= {"hybrid", "bm25b"}

@@ -52,7 +52,10 @@ def _doc_id(doc: LCDocument) -> str:
 
 def from_lc_document(doc: LCDocument, *, id: str | None = None) -> Document:
     """A LangChain `Document` as a lens-rag `Document` (our result metadata is dropped)."""
-    meta = {k: v for k, v in doc.metadata.items() if k != RESULT_KEY}
+    ours = doc.metadata.get(RESULT_KEY)
+    ours = ours if isinstance(ours, Mapping) else {}
+    # Drop what `to_lc_document` added (the result entry, and the top-level copies it set); keep the user's.
+    meta = {k: v for k, v in doc.metadata.items() if k != RESULT_KEY and not (k in ours and ours[k] == v)}
     return Document(id=id if id is not None else _doc_id(doc), content=doc.page_content, meta=meta)
 
 
