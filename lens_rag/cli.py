@@ -382,7 +382,8 @@ def _retriever(args: argparse.Namespace, method: str, store: Any, encoders: Any,
 
 def _check_query(text: str, what: str = "query") -> None:
     if not text.strip():
-        raise ConfigurationError(f'the {what} is empty; pass the text to search for, e.g. lens-rag search "scurvy"')
+        example = 'lens-rag ask "what causes scurvy?"' if what == "question" else 'lens-rag search "scurvy"'
+        raise ConfigurationError(f"the {what} is empty; pass the text to search for, e.g. {example}")
 
 
 @contextmanager
