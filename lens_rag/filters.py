@@ -60,6 +60,7 @@ __all__ = [
     "OPERATORS",
     "And",
     "Condition",
+    "FilterLike",
     "FilterNode",
     "Filters",
     "Not",
@@ -175,6 +176,8 @@ class Not:
 
 
 FilterNode: TypeAlias = And | Or | Not | Condition
+#: Anything :func:`parse_filters` accepts: the mapping language (shorthand or Haystack's) or a parsed tree.
+FilterLike: TypeAlias = Mapping[str, Any] | FilterNode
 _NODE_TYPES = (And, Or, Not, Condition)
 
 _KEY_SEGMENT = re.compile(r'^[^"]+$')
