@@ -85,6 +85,8 @@ def test_an_empty_query_is_the_same_error_for_every_method(
 ) -> None:
     assert main(["search", "   ", "--store", str(demo_store), "--method", method]) == 2
     assert "the query is empty" in capsys.readouterr().err
+    assert main(["ask", "", "--store", str(demo_store), "--method", method]) == 2
+    assert "the question is empty" in capsys.readouterr().err
 
 
 def test_escape_codes_in_passages_are_not_printed_raw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
