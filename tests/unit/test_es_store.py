@@ -95,3 +95,62 @@ def test_invalid_configuration_is_named(kwargs, message):
 def test_refresh_booleans_map_to_policies():
     assert ElasticsearchStore("http://h:1", refresh=True).refresh == "end"
     assert ElasticsearchStore("http://h:1", refresh=False).refresh == "none"
+
+
+def test_to_config_is_json_without_secrets(no_network, monkeypatch, caplog):
+    import json
+
+    for name in ("ES_URL", "ES_API_KEY", "ES_USERNAME", "ES_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    store = ElasticsearchStore(
+        "https://user:hunter2@es.example:9243", index="docs", api_key="s3cret-key", dense_dims=8, refresh="none"
+    )
+    with caplog.at_level("WARNING"):
+        config = store.to_config()
+    text = json.dumps(config)
+    assert "s3cret-key" not in text and "hunter2" not in text and "hunter2" not in caplog.text
+    assert "does not save credentials" in caplog.text
+    assert config["type"] == "elasticsearch_store" and config["url"] == "https://es.example:9243"
+    assert config["api_key_env"] == "ES_API_KEY" and config["refresh"] == "none" and config["dense_dims"] == 8
+    monkeypatch.setenv("ES_API_KEY", "from-env")
+    again = ElasticsearchStore.from_config(json.loads(text))
+    assert again.settings.api_key == "from-env" and again._client is None  # nothing connects
+    assert again.to_config() == config
+    assert ElasticsearchStore(index="docs").to_config()["url"] is None  # from ES_URL: read again on load
+
+
+def test_secrets_from_named_environment_variables(no_network, monkeypatch):
+    monkeypatch.delenv("ES_API_KEY", raising=False)
+    monkeypatch.setenv("TEAM_ES_USER", "elastic")
+    monkeypatch.setenv("TEAM_ES_PASS", "pw")
+    store = ElasticsearchStore.from_config(
+        {"type": "elasticsearch_store", "index": "docs", "username_env": "TEAM_ES_USER", "password_env": "TEAM_ES_PASS"}
+    )
+    assert store.settings.basic_auth == ("elastic", "pw")
+    assert store.to_config()["username_env"] == "TEAM_ES_USER"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"type": "elasticsearch_store", "api_key": "x"}, r"unknown ElasticsearchStore config keys \['api_key'\]"),
+        ({"type": "embedded_store", "index": "x"}, "got a config of type 'embedded_store'"),
+        ({"type": "elasticsearch_store", "index": "Bad Name"}, "not a valid Elasticsearch index name"),
+    ],
+)
+def test_from_config_refuses_bad_configs(no_network, config, message):
+    with pytest.raises(ConfigurationError, match=message):
+        ElasticsearchStore.from_config(config)
+
+
+def test_filters_are_checked_before_any_request(no_network):
+    store = ElasticsearchStore("http://10.255.255.1:9", index="never")
+    with pytest.raises(ConfigurationError, match="unknown filter operator 'like'"):
+        store.count_documents({"a": {"like": 1}})
+    with pytest.raises(ConfigurationError, match="delete_by_filter needs a filter"):
+        store.delete_by_filter(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="meta must be a mapping"):
+        store.update_by_filter({"a": 1}, ["not", "a", "mapping"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="top_k must be"):
+        store.search_bm25("q", top_k=-1)
+    assert store.search_bm25("q", top_k=0) == []  # nothing to ask
