@@ -357,6 +357,41 @@ def test_two_store_objects_on_one_directory_see_each_others_writes(tmp_path: Pat
     assert a.info == {"by": "b"}
 
 
+def test_concurrent_first_searches_build_the_bm25_index_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "store"
+    EmbeddedStore(path, progress=False).write_documents(docs() + random_docs(50, dim=4))
+    stores = [EmbeddedStore(path, progress=False) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda st: [h.id for h in st.search_bm25("lack of vitamin")], stores))
+    assert all(r == results[0] for r in results) and results[0][0] in {"scurvy", "rickets"}
+    assert len([p for p in (path / "cache").iterdir() if p.name.startswith("bm25-")]) == 1
+
+
+def test_iterating_while_another_object_compacts_fails_clearly(tmp_path: Path) -> None:
+    from lens_rag.errors import StoreError
+
+    path = tmp_path / "store"
+    a, b = EmbeddedStore(path, progress=False), EmbeddedStore(path, progress=False)
+    a.write_documents(random_docs(10, dim=4))
+    a.delete_documents(["d0"])
+    pages = a.iter_documents(batch_size=3)
+    assert next(pages).id == "d1"
+    b.compact()
+    with pytest.raises(StoreError, match="compacted"):
+        list(pages)
+
+
+def test_store_refuses_a_sparse_index_that_would_wrap_int32(store: EmbeddedStore) -> None:
+    vec = SparseVector.from_dict({1: 1.0})
+    object.__setattr__(vec, "indices", np.array([2**31], dtype=np.int64))  # bypass SparseVector's own check
+    with pytest.raises(BulkWriteError) as err:
+        store.write_documents([Document(id="huge", content="wraps", sparse_embedding=vec), docs()[0]])
+    assert list(err.value.failed) == ["huge"] and err.value.written == 1
+    assert store.search_sparse(SparseVector.from_dict({0: 1.0}))[0].id == "scurvy"  # no wrapped column
+
+
 def test_incremental_caches_match_a_fresh_store(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path, progress=False)
