@@ -137,7 +137,7 @@ class EmbeddedStore:
         self._alive_state: tuple[str, int, int] | None = None  # (uuid, epoch, generation)
         self._bm25: BM25Index | None = None
         self._bm25_name: str | None = None
-        self._masks: OrderedDict[Any, npt.NDArray[np.int64]] = OrderedDict()
+        self._masks: OrderedDict[Any, tuple[tuple[int, int, int], npt.NDArray[np.int64]]] = OrderedDict()
         self._live = 0  # live rows in `_alive`
         self._base_masks: dict[str, npt.NDArray[np.bool_]] = {}  # live rows with a vector of a kind
 
@@ -323,20 +323,37 @@ class EmbeddedStore:
         return parse_filters(filters) if filters else None
 
     def _filter_rows(self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any) -> npt.NDArray[np.int64]:
-        """Live rows matching a parsed filter, computed in SQL and kept in a small LRU."""
+        """Live rows matching a parsed filter (ascending), computed in SQL and kept in a small LRU.
+
+        Call after :meth:`_sync_alive`. When only writes and deletes happened since a cached result
+        (no metadata update), the result is brought forward: its rows that died are dropped and only
+        the new rows are filtered in SQL, so a steady stream of writes does not rescan the store.
+        """
         try:
-            key: Any = (snap.uuid, snap.epoch, snap.generation, node)
+            key: Any = (snap.uuid, snap.epoch, node)
             hash(key)
         except TypeError:
             key = None
-        if key is not None and key in self._masks:
-            self._masks.move_to_end(key)
-            return self._masks[key]
         where, params = filters_to_sql(node)
-        found = conn.execute(f"SELECT row FROM docs WHERE dead_gen IS NULL AND {where}", params).fetchall()
+        cached = self._masks.get(key) if key is not None else None
+        if cached is not None:
+            self._masks.move_to_end(key)
+            (gen, content_gen, n_rows), rows = cached
+            if gen == snap.generation:
+                return rows
+            if snap.generation - gen == snap.content_generation - content_gen:  # no metadata update since
+                found = conn.execute(
+                    f"SELECT row FROM docs WHERE dead_gen IS NULL AND row >= ? AND {where} ORDER BY row",
+                    [n_rows, *params],
+                ).fetchall()
+                new = np.fromiter((r for (r,) in found), dtype=np.int64, count=len(found))
+                rows = np.concatenate([rows[self._alive[rows]], new])
+                self._masks[key] = ((snap.generation, snap.content_generation, snap.n_rows), rows)
+                return rows
+        found = conn.execute(f"SELECT row FROM docs WHERE dead_gen IS NULL AND {where} ORDER BY row", params).fetchall()
         rows = np.fromiter((r for (r,) in found), dtype=np.int64, count=len(found))
         if key is not None:
-            self._masks[key] = rows
+            self._masks[key] = ((snap.generation, snap.content_generation, snap.n_rows), rows)
             while len(self._masks) > _MASK_CACHE:
                 self._masks.popitem(last=False)
         return rows

@@ -439,6 +439,25 @@ def _accepted(cond: object) -> list[object]:
     return list(cond["$in"]) if isinstance(cond, dict) else [cond]
 
 
+def test_cached_filter_results_follow_writes_deletes_and_updates(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    a, b = EmbeddedStore(path, progress=False), EmbeddedStore(path, progress=False)
+    a.write_documents(random_docs(40))
+    q = np.ones(8, dtype=np.float32)
+    flt = {"mod": 1}
+
+    def ids() -> set[str]:
+        return {h.id for h in a.search_dense(q, top_k=100, filters=flt)}
+
+    assert ids() == {f"d{i}" for i in range(40) if i % 5 == 1}
+    b.write_documents(random_docs(10, start=40, seed=2))  # appended rows: filtered incrementally
+    b.delete_documents(["d1", "d6"])
+    assert ids() == {f"d{i}" for i in range(50) if i % 5 == 1} - {"d1", "d6"}
+    b.update_by_filter({"i": 11}, {"mod": 4})  # a metadata change: filtered again from scratch
+    b.update_by_filter({"i": 12}, {"mod": 1})
+    assert ids() == ({f"d{i}" for i in range(50) if i % 5 == 1} - {"d1", "d6", "d11"}) | {"d12"}
+
+
 def test_compact_keeps_live_documents(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path, progress=False)
