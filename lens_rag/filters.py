@@ -250,12 +250,11 @@ def _field_conditions(field: str, cond: Any) -> list[FilterNode]:
 
 
 def _looks_like_haystack(filters: Mapping[str, Any]) -> bool:
+    """Haystack's shape: an ``operator`` with ``field``/``value`` or ``conditions`` (and no other keys)."""
     keys = set(filters)
-    if keys == {"operator", "conditions"}:
-        return isinstance(filters["conditions"], list)
-    if keys == {"field", "operator", "value"}:
-        return isinstance(filters["field"], str) and filters["operator"] in _HAYSTACK_COMPARISONS
-    return False
+    if "operator" not in keys or not keys <= {"field", "operator", "value", "conditions"}:
+        return False
+    return "field" in keys or "conditions" in keys or filters["operator"] in ("AND", "OR", "NOT")
 
 
 def _parse_mapping(filters: Any, where: str) -> list[FilterNode]:

@@ -226,6 +226,11 @@ def test_haystack_filters_are_accepted_wherever_a_filter_is() -> None:
     assert parse_filters(haystack) == Or((C("a", "eq", 1),))
     assert parse_filters({"field": "meta.a", "operator": ">", "value": 1}) == C("a", "gt", 1)
     assert matches({"a": 1}, haystack)
+    with pytest.raises(ConfigurationError, match="'conditions' key missing"):
+        parse_filters({"operator": "AND"})  # malformed Haystack, not a metadata key named 'operator'
+    with pytest.raises(ConfigurationError, match="unknown comparison operator '~'"):
+        parse_filters({"field": "meta.a", "operator": "~", "value": 1})
+    assert parse_filters({"operator": "x", "lang": "en"}) == And((C("operator", "eq", "x"), C("lang", "eq", "en")))
 
 
 @pytest.mark.parametrize(
