@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -132,6 +133,7 @@ class EmbeddedStore:
         self._where = str(self.path) if self.path is not None else ":memory:"
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._vectors = VectorCache()
         self._alive = np.zeros(0, dtype=bool)
         self._alive_state: tuple[str, int, int] | None = None  # (uuid, epoch, generation)
@@ -170,7 +172,9 @@ class EmbeddedStore:
     def _connection(self, create: bool) -> sqlite3.Connection | None:
         """The open connection; `None` while no store exists at the path and `create` is false."""
         if self._conn is not None:
-            return self._conn
+            if self._pid == os.getpid() or self.path is None:
+                return self._conn
+            self._conn = None  # inherited through fork(): SQLite connections must not cross it; open our own
         if self.path is None:
             conn = db.connect(None)
             db.create_schema(conn)
@@ -208,7 +212,7 @@ class EmbeddedStore:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     @contextlib.contextmanager

@@ -392,6 +392,23 @@ def test_store_refuses_a_sparse_index_that_would_wrap_int32(store: EmbeddedStore
     assert store.search_sparse(SparseVector.from_dict({0: 1.0}))[0].id == "scurvy"  # no wrapped column
 
 
+def _write_in_child(store: EmbeddedStore) -> None:
+    store.write_documents([Document(id="child", content="written by a forked child about magma")])
+
+
+def test_a_store_object_inherited_through_fork_opens_its_own_connection(tmp_path: Path) -> None:
+    import multiprocessing
+
+    store = EmbeddedStore(tmp_path / "s", progress=False)
+    store.write_documents(docs())
+    assert store.search_bm25("magma")[0].id == "volcano"
+    child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(store,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert {h.id for h in store.search_bm25("magma")} == {"volcano", "child"}
+
+
 def test_incremental_caches_match_a_fresh_store(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path, progress=False)
