@@ -24,8 +24,19 @@ in-memory matrices and deaths read from an index on `dead_gen`; BM25 (immutable 
 rebuilt when the live set changed, keyed by the content generation, and shared through ``cache/``.
 No state is ever written back from memory, so no process can overwrite another's writes.
 
-**Filters** run in SQL over the JSON metadata (:func:`lens_rag.filters.filters_to_sql`); the
-resulting row mask is kept in a small LRU keyed by the store generation and the parsed filter.
+**Filters** run in SQL over the JSON metadata (:func:`lens_rag.filters.filters_to_sql`), never in
+a Python loop. The matching rows are kept in a small LRU per parsed filter and brought forward
+across later writes and deletes (only the new rows are filtered again; a metadata update refilters).
+A filter that keeps at most 5 % of the rows scores only those rows (a gather of dense rows, a CSR
+row slice), so a selective filtered search costs far less than an unfiltered one. Expression
+indexes do not help: the filter SQL binds JSON paths as parameters, which SQLite cannot match to an
+index, and the LRU already avoids the scan on repeated filters.
+
+**Caches.** The dense matrix (L2-normalised rows) and the sparse CSR/CSC blocks live in memory
+only: reopening reads the blobs in a few large reads (50,000 rows: 1.1-1.4 s for the first sparse
+and dense search after reopening, vs 1.5-2.7 s for format 1, loaded 2-core machine). The bm25s
+index is slow to build, so it is also kept in ``cache/`` (see ``embedded_cache``). A store from
+format 1 (``manifest.json``) is refused with a message to re-index.
 
 **Texts** must be valid Unicode: a document whose id, content or metadata holds a lone surrogate
 is refused by id (:func:`~lens_rag.documents.validate_document`) and the rest of its batch is written.
