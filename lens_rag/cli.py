@@ -268,9 +268,9 @@ def _printable(text: str) -> str:
                             f"\\u{ord(m.group()):04x}", text)  # fmt: skip
 
 
-def _warn(args: argparse.Namespace, message: str) -> None:
+def _warn(args: argparse.Namespace, message: str, prefix: str = "warning") -> None:
     if not args.quiet:
-        print(f"warning: {_printable(message)}", file=sys.stderr)
+        print(f"{prefix}: {_printable(message)}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -348,6 +348,7 @@ def _llm_factory(args: argparse.Namespace) -> Any:
                 "(slow on first use, and weak). Point lens-rag at a better one with --llm-url URL --llm-model NAME "
                 "(any OpenAI-compatible server) or $LENS_RAG_LLM_URL and $LENS_RAG_LLM_MODEL, "
                 "or --llm-model NAME for another local model.",
+                prefix="note",
             )
         # With a URL (flag or $LENS_RAG_LLM_URL): that OpenAI-compatible server; without one,
         # local transformers generation (the packaged SmolLM2 unless --llm-model names another).
