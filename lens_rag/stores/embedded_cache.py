@@ -159,10 +159,11 @@ class VectorCache:
         if self._dense_buf is None and not parts:
             return
         dim = int(parts[0][1].shape[1]) if self._dense_buf is None else int(self._dense_buf.shape[1])
+        # Room to grow: appends cost their own rows only, and a copy happens once per 25 % of growth
+        # (np.zeros pages are lazy: the spare rows take no memory until written).
         if self._dense_buf is None:
-            self._dense_buf = np.zeros((n_rows, dim), dtype=np.float32)
+            self._dense_buf = np.zeros((n_rows + max(n_rows // 4, 1024), dim), dtype=np.float32)
         elif self._dense_buf.shape[0] < n_rows:
-            # Room to grow: the next appends cost their own rows only (np.zeros pages are lazy).
             grown = np.zeros((n_rows + max(n_rows // 4, 1024), dim), dtype=np.float32)
             grown[:start] = self._dense_buf[:start]
             self._dense_buf = grown
