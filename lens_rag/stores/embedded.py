@@ -664,7 +664,8 @@ class EmbeddedStore:
         out: list[Document] = []
         if limit == 0:
             return out
-        for doc in self.iter_documents(filters, include_embeddings=include_embeddings):
+        page = 1000 if limit is None else min(limit, 1000)
+        for doc in self.iter_documents(filters, batch_size=page, include_embeddings=include_embeddings):
             out.append(doc)
             if limit is not None and len(out) >= limit:
                 break
