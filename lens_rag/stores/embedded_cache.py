@@ -12,6 +12,7 @@ and deleting or damaging ``cache/`` at any moment only costs a rebuild.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -232,9 +233,23 @@ class VectorCache:
 
 
 # ------------------------------------------------------------------------------------------ bm25s index on disk
+@functools.cache
+def _library_versions() -> tuple[str, ...]:
+    """Versions of what tokenises, stems and stores the index (an upgrade may change any of them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("bm25s", "PyStemmer"):
+        try:
+            out.append(version(name))
+        except PackageNotFoundError:
+            out.append("?")
+    return tuple(out)
+
+
 def bm25_cache_name(snap: Snapshot, *, k1: float, b: float, language: str | None) -> str:
-    """The directory name of the BM25 index for this snapshot and these parameters."""
-    params = json.dumps([BM25_CACHE_VERSION, snap.uuid, float(k1), float(b), language])
+    """The directory name of the BM25 index for this snapshot and every parameter that shapes it."""
+    params = json.dumps([BM25_CACHE_VERSION, snap.uuid, float(k1), float(b), language, *_library_versions()])
     digest = hashlib.sha1(params.encode()).hexdigest()[:16]
     return f"bm25-{snap.epoch}-{snap.content_generation}-{digest}"
 
