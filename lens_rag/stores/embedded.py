@@ -52,7 +52,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ import scipy.sparse as sp
 
 from lens_rag.documents import Document, ScoredDocument, SourceHit, validate_document
 from lens_rag.errors import BulkWriteError, ConfigurationError, StoreCorruptedError, StoreError
+from lens_rag.expansion import EXPANSION_KEY, bm25_text
 from lens_rag.filters import Filters, filters_to_sql, parse_filters
 from lens_rag.sparse import SPARSE_INDEX_LIMIT, SparseVector
 from lens_rag.stores import embedded_db as db
@@ -325,7 +326,9 @@ class EmbeddedStore:
         return index
 
     def _build_bm25(self, conn: sqlite3.Connection, rows: npt.NDArray[np.int64]) -> BM25Index:
-        contents = [c for (c,) in conn.execute("SELECT content FROM docs WHERE dead_gen IS NULL ORDER BY row")]
+        # expansion (lens_rag.expansion): BM25 also indexes meta["bm25_expansion"], content stays as shown
+        q = "SELECT content, json_extract(meta, '$.bm25_expansion') FROM docs WHERE dead_gen IS NULL ORDER BY row"
+        contents = [bm25_text(c, {EXPANSION_KEY: x}) for c, x in conn.execute(q)]
         if len(contents) != rows.size:
             raise StoreError(f"the store at {self._where!r} changed during a read; retry")
         return BM25Index.build(
@@ -617,6 +620,26 @@ class EmbeddedStore:
             except (TypeError, ValueError) as e:
                 raise ConfigurationError(f"store info must be JSON-serialisable ({e})") from e
             return merged
+
+    def edit_info(self, edit: Callable[[dict[str, Any]], Mapping[str, Any] | None]) -> dict[str, Any]:
+        """Read-modify-write the info atomically: `edit` gets the current info and returns the new one.
+
+        It runs inside the write transaction, so no other process changes the info in between
+        (check-and-record, e.g. of the encoders that made the vectors); if `edit` raises, nothing
+        changes. Returning `None` keeps the info as it is. :returns: the info now stored.
+        """
+        with self._write() as (conn, snap):
+            current = snap.info
+            new = edit(dict(current))
+            if new is None:
+                return current
+            try:
+                text = json.dumps(dict(new), ensure_ascii=False, allow_nan=False)
+                text.encode("utf-8")
+            except (TypeError, ValueError) as e:
+                raise ConfigurationError(f"store info must be JSON-serialisable UTF-8 text ({e})") from e
+            db.set_meta(conn, "info", text)
+            return dict(new)
 
     @property
     def dense_dimension(self) -> int | None:
@@ -1018,6 +1041,9 @@ class EmbeddedStore:
 
     async def set_info_async(self, info: Mapping[str, Any]) -> None:
         await asyncio.to_thread(self.set_info, info)
+
+    async def edit_info_async(self, edit: Callable[[dict[str, Any]], Mapping[str, Any] | None]) -> dict[str, Any]:
+        return await asyncio.to_thread(self.edit_info, edit)
 
     async def update_info_async(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self.update_info, changes)

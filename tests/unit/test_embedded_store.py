@@ -195,6 +195,23 @@ def test_set_info_before_the_first_write_leaves_a_store_that_opens(tmp_path: Pat
         s.set_info({"bad": float("nan")})
 
 
+def test_edit_info_is_an_atomic_check_and_record(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s")
+
+    def record(info: dict) -> dict:
+        if "encoder" in info and info["encoder"] != "m1":
+            raise ConfigurationError("other encoder")
+        return {**info, "encoder": "m1"}
+
+    assert s.edit_info(record) == {"encoder": "m1"}
+    assert s.edit_info(lambda info: None) == {"encoder": "m1"}
+    with pytest.raises(ConfigurationError, match="other encoder"):
+        s.edit_info(lambda info: record({"encoder": "m2"}))
+    with pytest.raises(ConfigurationError, match="JSON"):
+        s.edit_info(lambda info: {"x": object()})
+    assert EmbeddedStore(tmp_path / "s").info == {"encoder": "m1"}
+
+
 def test_partial_failure_writes_the_rest_and_names_the_bad_ids(store: EmbeddedStore) -> None:
     bad = [
         Document(id="ok", content="A valid passage.", embedding=[1, 0, 0, 0]),
