@@ -245,6 +245,19 @@ def test_corrupted_database_is_reported_and_left_alone(tmp_path: Path) -> None:
     assert (path / "store.sqlite").read_bytes() == b"this is not a database" * 100
 
 
+def test_a_truncated_database_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    s = EmbeddedStore(path, progress=False)
+    s.write_documents(random_docs(300))
+    s.close()
+    db_file = path / "store.sqlite"
+    with db_file.open("r+b") as f:
+        f.truncate(db_file.stat().st_size // 2)
+    for call in (lambda t: t.count_documents(), lambda t: t.search_dense(np.ones(8))):
+        with pytest.raises(StoreCorruptedError, match="damaged"):
+            call(EmbeddedStore(path, progress=False))
+
+
 def test_a_format_1_store_is_refused_with_a_fix(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": "lens-rag-embedded", "version": 1}')
     with pytest.raises(StoreCorruptedError, match="re-index"):
