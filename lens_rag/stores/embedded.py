@@ -215,6 +215,11 @@ class EmbeddedStore:
         conn = db.connect(file)
         try:
             if not db.has_schema(conn):
+                if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    raise StoreCorruptedError(
+                        f"{str(file)!r} is an SQLite database of something else, not a lens-rag store. Nothing was "
+                        "changed; pass an empty or new directory."
+                    )
                 if not create:
                     conn.close()
                     return None  # created but not yet committed by another process: still empty

@@ -281,6 +281,12 @@ def test_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
         EmbeddedStore(tmp_path).write_documents(docs())
     assert (tmp_path / "notes.txt").read_text() == "my notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    other = tmp_path / "other"
+    other.mkdir()
+    with sqlite3.connect(other / "store.sqlite") as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreCorruptedError, match="something else"):
+        EmbeddedStore(other).write_documents(docs())
 
 
 def test_deleted_and_damaged_caches_are_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
