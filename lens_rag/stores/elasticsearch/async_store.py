@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         _async_client_loop: asyncio.AbstractEventLoop | None  # config-async: the loop `_async_client` belongs to
         _index_checked: bool
         _has_dense_field: bool
+        _has_expansion_field: bool
         # filters: mapping-aware filters and by-filter methods
         _field_types: dict[str, str]
         _vectors_excluded: bool
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
         @staticmethod
         def _dynamic_settings() -> dict[str, Any]: ...
         def _bm25_body(self, query: str, top_k: int, filters: Filters | FilterNode | None) -> dict[str, Any]: ...
+        def _expansion_mapping(self, batch: Mapping[str, Document]) -> dict[str, Any] | None: ...
 
         def _errors(self, action: str) -> AbstractContextManager[None]: ...
         def _index_body(self, dims: int | None) -> dict[str, Any]: ...
@@ -167,6 +169,11 @@ class AsyncMethods(_Base):
             await self.ensure_index_async(dims)
             batch, late, _ = self._partition(list(batch.values()))
             failed.update(late)
+            expansion = self._expansion_mapping(batch)  # expansion: map the doc2query field first
+            if expansion is not None:
+                with self._errors(f"add the expansion field to index {self.index!r}"):
+                    await self.async_client.indices.put_mapping(**expansion)
+                self._has_expansion_field = True
             try:
                 with self._errors(f"write to index {self.index!r}"), self._progress_bar(len(batch), "indexing") as bar:
                     actions = bulk.index_actions(self.index, batch.values())

@@ -7,9 +7,15 @@ from typing import Any
 
 from lens_rag.documents import Document
 from lens_rag.documents import validate_document as validate_common
-from lens_rag.stores.elasticsearch.mappings import CONTENT_FIELD, DENSE_FIELD, META_FIELD, SPARSE_FIELD
+from lens_rag.stores.elasticsearch.mappings import (
+    CONTENT_FIELD,
+    DENSE_FIELD,
+    EXPANSION_FIELD,
+    META_FIELD,
+    SPARSE_FIELD,
+)
 
-__all__ = ["delete_actions", "document_source", "index_actions", "item_failure", "validate_document"]
+__all__ = ["delete_actions", "document_source", "has_expansion", "index_actions", "item_failure", "validate_document"]
 
 
 def validate_document(doc: Any, dense_dims: int | None) -> str | None:
@@ -20,9 +26,20 @@ def validate_document(doc: Any, dense_dims: int | None) -> str | None:
     return reason.replace("the store holds", "the index holds") if reason else None
 
 
+def has_expansion(doc: Document) -> bool:
+    """Whether `doc` carries doc2query text (``meta["bm25_expansion"]``, see :mod:`lens_rag.expansion`)."""
+    expansion = doc.meta.get(EXPANSION_FIELD)
+    return isinstance(expansion, str) and bool(expansion.strip())
+
+
 def document_source(doc: Document) -> dict[str, Any]:
     """The `_source` written for a document; empty sparse vectors are left out (ES rejects `{}`)."""
     source: dict[str, Any] = {CONTENT_FIELD: doc.content, META_FIELD: doc.meta}
+    expansion = doc.meta.get(EXPANSION_FIELD)
+    if isinstance(expansion, str):  # doc2query text: a searchable text field, not a keyword under meta
+        source[META_FIELD] = {k: v for k, v in doc.meta.items() if k != EXPANSION_FIELD}
+        if expansion.strip():
+            source[EXPANSION_FIELD] = expansion
     if doc.embedding is not None:
         source[DENSE_FIELD] = [float(x) for x in doc.embedding]
     if doc.sparse_embedding is not None and len(doc.sparse_embedding):

@@ -7,10 +7,12 @@ from typing import Any
 __all__ = [
     "CONTENT_FIELD",
     "DENSE_FIELD",
+    "EXPANSION_FIELD",
     "META_FIELD",
     "SPARSE_FIELD",
     "VECTOR_FIELDS",
     "dense_field_mapping",
+    "expansion_field_mapping",
     "field_types",
     "index_body",
     "mapping_conflicts",
@@ -24,6 +26,8 @@ META_FIELD = "meta"
 SPARSE_FIELD = "sparse_embedding"
 DENSE_FIELD = "embedding"
 VECTOR_FIELDS = (DENSE_FIELD, SPARSE_FIELD)
+#: doc2query expansion (lens_rag.expansion): meta["bm25_expansion"] is written to this top-level text field
+EXPANSION_FIELD = "bm25_expansion"
 SIMILARITIES = ("cosine", "dot_product", "l2_norm", "max_inner_product")
 MAX_DENSE_DIMS = 4096
 
@@ -47,6 +51,11 @@ def sparse_field_mapping(version: tuple[int, int, int]) -> dict[str, Any]:
 def dense_field_mapping(dims: int, similarity: str) -> dict[str, Any]:
     """An indexed (HNSW) `dense_vector` with explicit dims and similarity."""
     return {"type": "dense_vector", "dims": int(dims), "index": True, "similarity": similarity}
+
+
+def expansion_field_mapping(analyzer: str) -> dict[str, Any]:
+    """The text field holding a document's pseudo-queries; same analyzer as `content` (``combined_fields`` needs it)."""
+    return {"type": "text", "analyzer": analyzer}
 
 
 def meta_dynamic_templates() -> list[dict[str, Any]]:

@@ -14,7 +14,14 @@ from lens_rag.documents import Document, ScoredDocument, SourceHit
 from lens_rag.errors import ConfigurationError
 from lens_rag.filters import FilterNode, Filters, filters_to_es
 from lens_rag.sparse import SparseVector
-from lens_rag.stores.elasticsearch.mappings import CONTENT_FIELD, DENSE_FIELD, META_FIELD, SPARSE_FIELD, VECTOR_FIELDS
+from lens_rag.stores.elasticsearch.mappings import (
+    CONTENT_FIELD,
+    DENSE_FIELD,
+    EXPANSION_FIELD,
+    META_FIELD,
+    SPARSE_FIELD,
+    VECTOR_FIELDS,
+)
 
 __all__ = [
     "DEFAULT_MAX_QUERY_TERMS",
@@ -79,13 +86,18 @@ def bm25_request(
     filters: Filters | FilterNode | None = None,
     *,
     field_types: Mapping[str, str] | None = None,
+    expansion_field: str | None = None,
 ) -> dict[str, Any]:
     """BM25 `match` on `content`: no fuzziness, no query-string syntax (special characters are plain text).
 
     :param field_types: the index's mapped metadata types, so filters stay type-strict (see `filters_to_dsl`).
+    :param expansion_field: the doc2query field when the index has one: `content` and it are then scored
+        as one field (``combined_fields``, BM25F), as the embedded store scores their concatenation.
     """
     _check_top_k(top_k)
-    match = {"match": {CONTENT_FIELD: {"query": query}}}
+    match: dict[str, Any] = {"match": {CONTENT_FIELD: {"query": query}}}
+    if expansion_field is not None:
+        match = {"combined_fields": {"query": query, "fields": [CONTENT_FIELD, expansion_field]}}
     return {"query": _with_filter(match, filters, field_types), "size": top_k, "_source": _SOURCE_EXCLUDES}
 
 
@@ -249,10 +261,13 @@ def source_to_document(doc_id: str, source: Mapping[str, Any]) -> Document:
     """A `Document` from a hit's `_source`; vectors are parsed when present."""
     sparse = source.get(SPARSE_FIELD)
     dense = source.get(DENSE_FIELD)
+    meta = dict(source.get(META_FIELD) or {})
+    if isinstance(source.get(EXPANSION_FIELD), str):  # doc2query text goes back where it was written
+        meta[EXPANSION_FIELD] = source[EXPANSION_FIELD]
     return Document(
         id=doc_id,
         content=source.get(CONTENT_FIELD, ""),
-        meta=dict(source.get(META_FIELD) or {}),
+        meta=meta,
         embedding=[float(x) for x in dense] if dense is not None else None,
         sparse_embedding=SparseVector.from_dict(sparse) if sparse else None,
     )

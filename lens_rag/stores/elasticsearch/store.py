@@ -28,10 +28,12 @@ from lens_rag.stores.elasticsearch.async_store import AsyncMethods
 from lens_rag.stores.elasticsearch.client import ConnectionSettings, parse_version, translate_error
 from lens_rag.stores.elasticsearch.mappings import (
     DENSE_FIELD,
+    EXPANSION_FIELD,
     META_FIELD,
     SIMILARITIES,
     VECTOR_FIELDS,
     dense_field_mapping,
+    expansion_field_mapping,
     field_types,
     index_body,
     mapping_conflicts,
@@ -203,6 +205,7 @@ class ElasticsearchStore(AsyncMethods):
         self._async_client: Any = None
         self._index_checked = False  # index exists and its mapping was checked
         self._has_dense_field = False
+        self._has_expansion_field = False  # expansion: the index maps the doc2query text field
         self._server_version_arg = server_version
         self._url_arg = url
         self._field_types: dict[str, str] = {}  # filters: mapped types of meta fields, for type-strict filters
@@ -264,6 +267,7 @@ class ElasticsearchStore(AsyncMethods):
         excludes = mappings.get("_source", {}).get("excludes", [])
         self._vectors_excluded = any(f in excludes for f in VECTOR_FIELDS)
         self._legacy_dynamic = mappings.get("date_detection") not in (False, "false")
+        self._has_expansion_field = EXPANSION_FIELD in mappings.get("properties", {})
 
     @staticmethod
     def _mapping_of(response: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,7 +324,22 @@ class ElasticsearchStore(AsyncMethods):
         return tqdm(total=total, desc=desc, unit="doc", disable=not self.progress or total <= self.chunk_size)
 
     def _bm25_body(self, query: str, top_k: int, filters: Filters | FilterNode | None) -> dict[str, Any]:
-        return queries.bm25_request(query, top_k, filters, field_types=self._field_types)
+        expansion = EXPANSION_FIELD if self._has_expansion_field else None
+        return queries.bm25_request(query, top_k, filters, field_types=self._field_types, expansion_field=expansion)
+
+    # ------------------------------------------------------------------ expansion: doc2query text field
+    def _expansion_mapping(self, batch: Mapping[str, Document]) -> dict[str, Any] | None:
+        """`put_mapping` arguments adding the doc2query field, when `batch` carries expansions and it is missing."""
+        if self._has_expansion_field or not any(bulk.has_expansion(d) for d in batch.values()):
+            return None
+        return {"index": self.index, "properties": {EXPANSION_FIELD: expansion_field_mapping(self.analyzer)}}
+
+    def _ensure_expansion_field(self, batch: Mapping[str, Document]) -> None:
+        kwargs = self._expansion_mapping(batch)
+        if kwargs is not None:
+            with self._errors(f"add the expansion field to index {self.index!r}"):
+                self.client.indices.put_mapping(**kwargs)
+            self._has_expansion_field = True
 
     def _sparse_body(self, query: SparseVector, top_k: int, filters: Filters | FilterNode | None) -> dict[str, Any]:
         assert self._version is not None
@@ -463,6 +482,7 @@ class ElasticsearchStore(AsyncMethods):
             self.ensure_index(dims)
             batch, late, _ = self._partition(list(batch.values()))  # dims may have come from the index
             failed.update(late)
+            self._ensure_expansion_field(batch)
             try:
                 with self._errors(f"write to index {self.index!r}"), self._progress_bar(len(batch), "indexing") as bar:
                     actions = bulk.index_actions(self.index, batch.values())
