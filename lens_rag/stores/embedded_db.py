@@ -39,16 +39,21 @@ from lens_rag.errors import StoreCorruptedError, StoreError
 __all__ = [
     "BUSY_TIMEOUT_S",
     "DB_NAME",
+    "EMPTY_SNAPSHOT",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "VECTOR_COLUMNS",
     "Snapshot",
     "VectorBatch",
+    "bump",
     "connect",
     "create_schema",
     "db_errors",
     "decode_batch",
     "encode_batch",
+    "has_schema",
     "read_snapshot",
+    "set_meta",
 ]
 
 FORMAT_NAME = "lens-rag-embedded"
