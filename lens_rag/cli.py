@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-sync", action="store_true",
         help="keep documents indexed earlier from SOURCE whose file or record is gone (default: delete them)",
     )  # fmt: skip
+    # --- expansion (lens_rag/expansion.py; owner: train) ---
+    p.add_argument(
+        "--expand", default="none", choices=["none", "doc2query", "doc2query--"],
+        help="append pseudo-queries to the text BM25 indexes (doc2query--: only those that retrieve their passage)",
+    )  # fmt: skip
+    p.add_argument(
+        "--expansion-source", default="heuristic", choices=["llm", "heuristic"],
+        help="llm: sampled by the LLM (--llm-url; cached); heuristic: title, salient sentence, keyphrases (no LLM)",
+    )  # fmt: skip
+    p.add_argument("--expansion-queries", type=int, default=3, help="LLM pseudo-queries per passage")
+    p.add_argument("--expansion-filter-k", type=int, default=10, help="doc2query--: keep queries ranking it in top-K")
+    p.add_argument("--expansion-workers", type=int, default=1, help="concurrent LLM requests (the server's slots)")
+    _add_llm_args(p)
+    # --- end expansion ---
 
     p = sub.add_parser("search", help="search a store")
     p.add_argument("query")
@@ -463,6 +477,34 @@ def _tagged(documents: Iterable[Any], root: str, seen: set[str]) -> Iterator[Any
         yield doc
 
 
+def _expanded(args: argparse.Namespace, documents: list[Any]) -> list[Any]:
+    """`index --expand`: the documents with pseudo-queries for BM25 (lens_rag/expansion.py; owner: train)."""
+    from lens_rag.expansion import ExpansionReport, HeuristicQueryGenerator, QueryGenerator, expand_documents
+    from lens_rag.indexing import default_cache_dir
+
+    generator: QueryGenerator = HeuristicQueryGenerator()
+    if args.expansion_source == "llm":
+        from lens_rag.expansion import LLMQueryGenerator
+        from lens_rag.llm.base import LLMCache
+
+        generator = LLMQueryGenerator(
+            _llm_factory(args)(), n=args.expansion_queries, workers=args.expansion_workers,
+            cache=LLMCache(default_cache_dir() / "doc2query"),
+        )  # fmt: skip
+    report = ExpansionReport()
+    out = expand_documents(
+        documents, mode=args.expand, generator=generator, filter_top_k=args.expansion_filter_k,
+        progress=args.progress, report=report,
+    )  # fmt: skip
+    _warn(
+        args,
+        f"{args.expand} ({report.generator}): {report.kept} of {report.generated} pseudo-queries kept, "
+        f"{report.expanded} of {report.documents} chunks expanded for BM25",
+        prefix="note",
+    )
+    return out
+
+
 def _chunk_tokenizer(args: argparse.Namespace, info: dict[str, Any]) -> Any:
     """Chunks are measured in the tokens of the encoders that index them (the sparse one first)."""
     from lens_rag.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
@@ -534,9 +576,12 @@ def _index(args: argparse.Namespace) -> int:
             store.close()
             store = _store(args, dense_dims=dense.dimension)
         cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
+        documents: Iterable[Any] = _tagged(reader, root, seen)
+        if args.expand != "none":  # expansion (owner: train): needs the whole corpus (IDF, doc2query-- ranking)
+            documents = _expanded(args, list(documents))
         try:
             index_documents(
-                store, _tagged(reader, root, seen), sparse_encoder=sparse, dense_encoder=dense,
+                store, documents, sparse_encoder=sparse, dense_encoder=dense,
                 batch_size=args.batch_size, cache=cache, progress=args.progress,
                 total=None if reader.chunk else scan.records, report=report,
             )  # fmt: skip

@@ -92,7 +92,8 @@ def bm25_text(content: str, meta: dict[str, Any] | None) -> str:
 class QueryGenerator(Protocol):
     """Anything that writes pseudo-queries for passages; `name` identifies it in reports."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def generate(self, documents: Sequence[Document], *, progress: bool = False) -> list[list[str]]:
         """Pseudo-queries for each document, in order."""

@@ -192,3 +192,27 @@ def test_elasticsearch_store_maps_the_field_when_expansions_arrive():
     store._learn_mapping({"properties": {"content": {"type": "text"}, EXPANSION_FIELD: {"type": "text"}}})
     assert store._expansion_mapping(expanded) is None  # already mapped
     assert "combined_fields" in store._bm25_body("q", 3, None)["query"]
+
+
+def test_cli_index_expand_heuristic(tmp_path, capsys):
+    import json
+
+    from lens_rag.cli import main
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text(
+        "\n".join(json.dumps({"id": k, "title": v.split("\n")[0], "text": v.split("\n")[1]}) for k, v in TEXTS.items())
+    )
+    store = tmp_path / "store"
+    args = ["index", str(src), "--store", str(store), "--no-sparse", "--no-dense", "--no-progress"]
+    assert main([*args, "--expand", "doc2query--", "--expansion-source", "heuristic"]) == 0
+    assert "doc2query-- (heuristic-v1)" in capsys.readouterr().err
+    opened = EmbeddedStore(store, progress=False)
+    docs = {d.id: d for d in opened.filter_documents()}
+    assert set(docs) == set(TEXTS) and all(EXPANSION_KEY in d.meta for d in docs.values())
+    assert all(d.content.startswith(d.meta["title"]) for d in docs.values())  # content as ingest lays it out
+    opened.close()
+    assert main([*args, "--expand", "none"]) == 0  # indexing again without expansion drops it
+    opened = EmbeddedStore(store, progress=False)
+    assert not any(EXPANSION_KEY in d.meta for d in opened.filter_documents())
+    opened.close()
