@@ -160,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retrieval_args(p)
     _add_llm_args(p)
 
+    # --- serve (lens_rag/serve; owner: serve) ---
+    p = sub.add_parser("serve", help="chat API (OpenAI-compatible, cited answers), search API and chat page")
+    _add_store_args(p)
+    _add_model_args(p)
+    _add_retrieval_args(p)
+    _add_llm_args(p)
+    from lens_rag.serve.run import add_serve_args
+
+    add_serve_args(p)
+    # --- end serve ---
+
     p = sub.add_parser("build-head", help="cluster a causal LM's head into a k-dimensional LENS head")
     p.add_argument("--model", required=True, help="causal LM path or name (a folder with a GGUF: add --gguf-file)")
     p.add_argument("--clusters", type=int, required=True, help="k, e.g. 4000 or 8000")
@@ -785,12 +796,20 @@ def cmd_build_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`lens-rag serve` (lens_rag/serve/run.py; owner: serve)."""
+    from lens_rag.serve.run import serve_from_args
+
+    return serve_from_args(args)
+
+
 COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
     "eval": cmd_eval,
     "ask": cmd_ask,
     "build-head": cmd_build_head,
+    "serve": cmd_serve,
 }
 
 

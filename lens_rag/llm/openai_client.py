@@ -18,6 +18,9 @@ for one and returns it ``n`` times (one request instead of ``n``, same result as
 client, and the async client is bound to the running event loop (a new one is created when the
 client is used from another loop, e.g. a second ``asyncio.run``).
 
+**Streaming.** :meth:`OpenAICompatibleClient.stream` / :meth:`~OpenAICompatibleClient.stream_async` yield one
+completion piece by piece (``stream=True``); ``lens-rag serve`` forwards them as server-sent events.
+
 **Secrets.** The API key is read from an environment variable (``api_key_env``, else
 ``LENS_RAG_LLM_API_KEY``, else ``OPENAI_API_KEY``); :meth:`OpenAICompatibleClient.to_config` saves that
 variable's *name*, never the key.
@@ -36,7 +39,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 from lens_rag.errors import ConfigurationError, LLMError, LLMTimeoutError, MissingDependencyError
@@ -409,6 +412,65 @@ class OpenAICompatibleClient:
             self.usage.seconds += time.perf_counter() - start
         self.usage.generations += len(texts)
         return texts
+
+    # -- streaming (lens-rag serve) ----------------------------------------------------------------
+
+    @staticmethod
+    def _delta(chunk: Any) -> str:
+        choices = getattr(chunk, "choices", None) or []
+        if not choices:
+            return ""
+        delta = getattr(choices[0], "delta", None)
+        return (getattr(delta, "content", None) or "") if delta is not None else ""
+
+    def stream(self, prompt: Prompt, *, temperature: float = 0.0, max_tokens: int = 256) -> Iterator[str]:
+        """Yield one completion for `prompt` piece by piece, as the server generates it (``stream=True``).
+
+        :raises LLMTimeoutError: when the server does not answer within `timeout`.
+        :raises LLMError: on connection or HTTP errors, also when they happen mid-stream.
+        """
+        check_generation_args(1, temperature, max_tokens)
+        self.warm_up()
+        openai = _import_openai()
+        start = time.perf_counter()
+        try:
+            response = self._client.chat.completions.create(
+                **self._request_kwargs(prompt, 1, temperature, max_tokens), stream=True
+            )
+            self.usage.requests += 1
+            for chunk in response:
+                text = self._delta(chunk)
+                if text:
+                    yield text
+        except openai.OpenAIError as e:
+            raise self._wrap_error(e) from e
+        finally:
+            self.usage.seconds += time.perf_counter() - start
+        self.usage.generations += 1
+
+    async def stream_async(
+        self, prompt: Prompt, *, temperature: float = 0.0, max_tokens: int = 256
+    ) -> AsyncIterator[str]:
+        """The async twin of :meth:`stream`; never blocks the event loop."""
+        check_generation_args(1, temperature, max_tokens)
+        await self.warm_up_async()
+        client = self._async_client_for_loop()
+        openai = _import_openai()
+        start = time.perf_counter()
+        try:
+            response = await client.chat.completions.create(
+                **self._request_kwargs(prompt, 1, temperature, max_tokens), stream=True
+            )
+            self.usage.requests += 1
+            async for chunk in response:
+                text = self._delta(chunk)
+                if text:
+                    yield text
+        except openai.OpenAIError as e:
+            raise self._wrap_error(e) from e
+        finally:
+            self.usage.seconds += time.perf_counter() - start
+        self.usage.generations += 1
 
     # -- configuration -----------------------------------------------------------------------------
 
