@@ -84,3 +84,24 @@ def test_elasticsearch_async_write_maps_the_expansion(es_url):
     finally:
         store.delete_index()
         store.close()
+
+
+def test_cli_index_with_llm_expansion(llm_url, llm_model, tmp_path, monkeypatch, capsys):
+    import json
+
+    from lens_rag.cli import main
+
+    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))  # a fresh generation cache
+    src = tmp_path / "docs.jsonl"
+    src.write_text(json.dumps({"id": "bc1", "text": PASSAGES[0].content}))  # one passage: generation is slow here
+    args = ["index", str(src), "--store", str(tmp_path / "s"), "--no-sparse", "--no-dense", "--no-progress"]
+    args += ["--expand", "doc2query", "--expansion-source", "llm", "--expansion-queries", "1", "--llm-url", llm_url]
+    assert main([*args, *(["--llm-model", llm_model] if llm_model else [])]) == 0
+    assert "doc2query (llm:" in capsys.readouterr().err
+    from lens_rag.stores.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tmp_path / "s", progress=False)
+    docs = store.filter_documents()
+    store.close()
+    assert [d.id for d in docs] == ["bc1"]
+    assert all(d.meta.get(EXPANSION_KEY, "").strip() for d in docs)
