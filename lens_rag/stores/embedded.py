@@ -594,7 +594,7 @@ class EmbeddedStore:
             updates = [(json.dumps({**json.loads(m), **patch}, ensure_ascii=False), r) for r, m in found]
             conn.executemany("UPDATE docs SET meta = ? WHERE row = ?", updates)
             if updates:
-                db.bump(conn, snap, content=False)
+                db.bump(conn, snap, content=EXPANSION_KEY in patch)  # BM25 indexes the expansion too
             return len(updates)
 
     # ------------------------------------------------------------------ metadata about the store

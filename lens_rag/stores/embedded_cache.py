@@ -36,7 +36,7 @@ __all__ = ["BM25_CACHE_VERSION", "VectorCache", "bm25_cache_name", "load_bm25", 
 
 logger = logging.getLogger(__name__)
 
-BM25_CACHE_VERSION = 1
+BM25_CACHE_VERSION = 2  # 2: the indexed text includes meta['bm25_expansion']
 LOCK_TIMEOUT_S = 600.0
 
 

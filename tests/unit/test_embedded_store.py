@@ -511,6 +511,15 @@ def test_cached_filter_results_follow_writes_deletes_and_updates(tmp_path: Path)
     assert ids() == ({f"d{i}" for i in range(50) if i % 5 == 1} - {"d1", "d6", "d11"}) | {"d12"}
 
 
+def test_updating_the_bm25_expansion_refreshes_bm25(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s", progress=False)
+    s.write_documents(docs())
+    assert s.search_bm25("nocturnal") == []
+    assert s.update_by_filter({"n": 3}, {"bm25_expansion": "nocturnal rest"}) == 1
+    assert [h.id for h in s.search_bm25("nocturnal")] == ["volcano"]
+    assert s.get_documents(["volcano"])[0].content == TEXTS["volcano"]
+
+
 def test_compact_keeps_live_documents(tmp_path: Path) -> None:
     path = tmp_path / "store"
     s = EmbeddedStore(path, progress=False)
