@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--data", default="/work/shared/datasets/scifact")
     parser.add_argument("--url", default=os.environ.get("ES_URL", "http://localhost:9200"))
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--index", help="use this index (written only if it does not hold the corpus yet) and keep it")
     args = parser.parse_args()
 
     data = load_beir(args.data)
@@ -104,13 +105,17 @@ def main() -> None:
         for d, e, s in zip(data.corpus, dense, sparse)
     ]
 
-    store = ElasticsearchStore(args.url, index=f"bench-hybrid-{os.getpid()}-{int(time.time())}", progress=False)
+    index = args.index or f"bench-hybrid-{os.getpid()}-{int(time.time())}"
+    store = ElasticsearchStore(args.url, index=index, progress=False)
     loop = asyncio.new_event_loop()
     try:
-        t0 = time.perf_counter()
-        store.write_documents(docs)
         version = ".".join(map(str, store.server_version()))
-        print(f"indexed {len(docs):,} passages in {time.perf_counter() - t0:.1f}s on Elasticsearch {version}")
+        if store.count_documents() == len(docs):
+            print(f"reusing index {index!r} ({len(docs):,} passages) on Elasticsearch {version}")
+        else:
+            t0 = time.perf_counter()
+            store.write_documents(docs)
+            print(f"indexed {len(docs):,} passages in {time.perf_counter() - t0:.1f}s on Elasticsearch {version}")
 
         bm25 = build_retriever("bm25", store, encoders)
         hybrid = build_retriever("hybrid", store, encoders)
@@ -179,7 +184,8 @@ def main() -> None:
             f"(same ids and scores within 1e-9 for {close})"
         )
     finally:
-        store.delete_index()
+        if not args.index:
+            store.delete_index()
         store.close()
         loop.run_until_complete(store.close_async())
         loop.close()
