@@ -904,7 +904,13 @@ class EmbeddedStore:
         with self._write() as (conn, snap):
             (dead,) = conn.execute("SELECT COUNT(*) FROM docs WHERE dead_gen IS NOT NULL").fetchone()
             if dead:
-                self._rewrite_live(conn, snap)
+                try:
+                    db.rewrite_live(conn, snap)
+                except ValueError as e:  # rolled back: the store is as it was
+                    raise StoreCorruptedError(
+                        f"the store at {self._where!r} cannot be compacted: a vector blob is damaged ({e}). Nothing "
+                        "was changed; rebuild it with `lens-rag index SOURCE --store NEW_DIR`."
+                    ) from e
         with self._lock:
             handle = self._connection(create=False)
             if handle is not None and self.path is not None:
@@ -918,59 +924,6 @@ class EmbeddedStore:
                 self._sync_vectors(reader, snap)
                 if self._alive.any():
                     self._bm25_index(reader, snap)
-
-    def _rewrite_live(self, conn: sqlite3.Connection, snap: db.Snapshot) -> None:
-        dead = conn.execute("SELECT row FROM docs WHERE dead_gen IS NOT NULL").fetchall()
-        alive = np.ones(snap.n_rows, dtype=bool)
-        alive[[r for (r,) in dead]] = False
-        new_row = np.cumsum(alive) - 1  # old row -> new row for live rows
-        conn.execute("DROP TABLE IF EXISTS docs_new")
-        conn.execute(
-            "CREATE TABLE docs_new (row INTEGER PRIMARY KEY, id TEXT NOT NULL, content TEXT NOT NULL,"
-            " meta TEXT NOT NULL, dead_gen INTEGER)"
-        )
-        conn.execute(
-            "INSERT INTO docs_new (row, id, content, meta) SELECT ROW_NUMBER() OVER (ORDER BY row) - 1, id, content,"
-            " meta FROM docs WHERE dead_gen IS NULL ORDER BY row"
-        )
-        conn.execute("DROP TABLE IF EXISTS vectors_new")
-        conn.execute(
-            "CREATE TABLE vectors_new (first_row INTEGER PRIMARY KEY, n_rows INTEGER NOT NULL, dense_dim INTEGER,"
-            " dense_rows BLOB, dense BLOB, sparse_rows BLOB, sparse_indptr BLOB, sparse_indices BLOB,"
-            " sparse_values BLOB)"
-        )
-        old = conn.execute(f"SELECT {db.VECTOR_COLUMNS} FROM vectors ORDER BY first_row").fetchall()
-        for raw in old:
-            b = db.decode_batch(raw)
-            live = alive[b.first_row : b.first_row + b.n_rows]
-            if not live.any():
-                continue
-            remap = np.cumsum(live) - 1  # position in the batch -> position among its live rows
-            d_keep = live[b.dense_rows] if b.dense_rows.size else np.zeros(0, dtype=bool)
-            s_keep = live[b.sparse_rows] if b.sparse_rows.size else np.zeros(0, dtype=bool)
-            lengths = np.diff(b.sparse_indptr)[s_keep]
-            take = np.repeat(s_keep, np.diff(b.sparse_indptr))
-            indptr = np.zeros(lengths.size + 1, dtype=np.int64)
-            np.cumsum(lengths, out=indptr[1:])
-            fresh = db.VectorBatch(
-                first_row=int(new_row[b.first_row + int(np.argmax(live))]),
-                n_rows=int(live.sum()),
-                dense_rows=remap[b.dense_rows[d_keep]],
-                dense=None if b.dense is None else b.dense[d_keep],
-                sparse_rows=remap[b.sparse_rows[s_keep]],
-                sparse_indptr=indptr,
-                sparse_indices=b.sparse_indices[take],
-                sparse_values=b.sparse_values[take],
-            )
-            row = db.encode_batch(fresh)
-            if row is not None:
-                conn.execute(f"INSERT INTO vectors_new ({db.VECTOR_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row)
-        conn.execute("DROP TABLE docs")
-        conn.execute("ALTER TABLE docs_new RENAME TO docs")
-        conn.execute("DROP TABLE vectors")
-        conn.execute("ALTER TABLE vectors_new RENAME TO vectors")
-        db.create_schema(conn)  # the indexes of the new tables
-        db.bump(conn, snap, epoch=True)
 
     def close(self) -> None:
         """Release the SQLite connection and in-memory caches; the store reopens on next use.

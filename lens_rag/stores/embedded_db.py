@@ -53,6 +53,7 @@ __all__ = [
     "encode_batch",
     "has_schema",
     "read_snapshot",
+    "rewrite_live",
     "set_meta",
 ]
 
@@ -275,6 +276,12 @@ def decode_batch(row: tuple[Any, ...]) -> VectorBatch:
         raise ValueError("dense blob does not match its row list")
     if ptr.size != s_rows.size + 1:
         raise ValueError("sparse blob does not match its row list")
+    idx = np.frombuffer(indices, dtype=np.int32) if has_sparse else np.zeros(0, dtype=np.int32)
+    val = np.frombuffer(values, dtype=np.float32) if has_sparse else np.zeros(0, dtype=np.float32)
+    if int(ptr[0]) != 0 or int(ptr[-1]) != idx.size or idx.size != val.size or np.any(np.diff(ptr) < 0):
+        raise ValueError("sparse blob arrays do not agree")
+    if (d_rows.size and int(d_rows.max()) >= n) or (s_rows.size and int(s_rows.max()) >= n):
+        raise ValueError("vector row list points outside its write")
     return VectorBatch(
         first_row=int(first),
         n_rows=int(n),
@@ -282,6 +289,61 @@ def decode_batch(row: tuple[Any, ...]) -> VectorBatch:
         dense=dense_arr,
         sparse_rows=s_rows,
         sparse_indptr=ptr,
-        sparse_indices=np.frombuffer(indices, dtype=np.int32) if has_sparse else np.zeros(0, dtype=np.int32),
-        sparse_values=np.frombuffer(values, dtype=np.float32) if has_sparse else np.zeros(0, dtype=np.float32),
+        sparse_indices=idx,
+        sparse_values=val,
     )
+
+
+def rewrite_live(conn: sqlite3.Connection, snap: Snapshot) -> None:
+    """Compaction inside a write transaction: copy the live rows, renumbered from 0, and their vectors."""
+    dead = conn.execute("SELECT row FROM docs WHERE dead_gen IS NOT NULL").fetchall()
+    alive = np.ones(snap.n_rows, dtype=bool)
+    alive[[r for (r,) in dead]] = False
+    new_row = np.cumsum(alive) - 1  # old row -> new row for live rows
+    conn.execute("DROP TABLE IF EXISTS docs_new")
+    conn.execute(
+        "CREATE TABLE docs_new (row INTEGER PRIMARY KEY, id TEXT NOT NULL, content TEXT NOT NULL,"
+        " meta TEXT NOT NULL, dead_gen INTEGER)"
+    )
+    conn.execute(
+        "INSERT INTO docs_new (row, id, content, meta) SELECT ROW_NUMBER() OVER (ORDER BY row) - 1, id, content,"
+        " meta FROM docs WHERE dead_gen IS NULL ORDER BY row"
+    )
+    conn.execute("DROP TABLE IF EXISTS vectors_new")
+    conn.execute(
+        "CREATE TABLE vectors_new (first_row INTEGER PRIMARY KEY, n_rows INTEGER NOT NULL, dense_dim INTEGER,"
+        " dense_rows BLOB, dense BLOB, sparse_rows BLOB, sparse_indptr BLOB, sparse_indices BLOB,"
+        " sparse_values BLOB)"
+    )
+    old = conn.execute(f"SELECT {VECTOR_COLUMNS} FROM vectors ORDER BY first_row").fetchall()
+    for raw in old:
+        b = decode_batch(raw)
+        live = alive[b.first_row : b.first_row + b.n_rows]
+        if not live.any():
+            continue
+        remap = np.cumsum(live) - 1  # position in the batch -> position among its live rows
+        d_keep = live[b.dense_rows] if b.dense_rows.size else np.zeros(0, dtype=bool)
+        s_keep = live[b.sparse_rows] if b.sparse_rows.size else np.zeros(0, dtype=bool)
+        lengths = np.diff(b.sparse_indptr)[s_keep]
+        take = np.repeat(s_keep, np.diff(b.sparse_indptr))
+        indptr = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        fresh = VectorBatch(
+            first_row=int(new_row[b.first_row + int(np.argmax(live))]),
+            n_rows=int(live.sum()),
+            dense_rows=remap[b.dense_rows[d_keep]],
+            dense=None if b.dense is None else b.dense[d_keep],
+            sparse_rows=remap[b.sparse_rows[s_keep]],
+            sparse_indptr=indptr,
+            sparse_indices=b.sparse_indices[take],
+            sparse_values=b.sparse_values[take],
+        )
+        row = encode_batch(fresh)
+        if row is not None:
+            conn.execute(f"INSERT INTO vectors_new ({VECTOR_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row)
+    conn.execute("DROP TABLE docs")
+    conn.execute("ALTER TABLE docs_new RENAME TO docs")
+    conn.execute("DROP TABLE vectors")
+    conn.execute("ALTER TABLE vectors_new RENAME TO vectors")
+    create_schema(conn)  # the indexes of the new tables
+    bump(conn, snap, epoch=True)
