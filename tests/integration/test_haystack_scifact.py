@@ -6,8 +6,9 @@ test queries:
 
 - the Haystack `LensRagHybridRetriever` over `LensRagDocumentStore` returns exactly the core
   `HybridRetriever`'s top-10 (ids and order) — the adapter adds nothing and loses nothing;
-- the same pipeline over Elasticsearch (lens-rag's ES store behind `LensRagDocumentStore`) returns the
-  embedded variant's top-10 ids;
+- the same pipeline over Elasticsearch (lens-rag's ES store behind `LensRagDocumentStore`) returns exactly the
+  core's top-10 on that store, and the embedded variant's top-10 ids up to the two backends' BM25 differences
+  (measured: 17/20 identical top-10 sets, 195/200 shared ids; see the assertion);
 - over elasticsearch-haystack's own `ElasticsearchDocumentStore` (BM25 without fuzziness, its kNN, our
   8.11+ sparse retriever) the top-10 ids agree as far as its different BM25 allows (see the assertion).
 """
@@ -69,6 +70,14 @@ def _top10(store: Any, queries: list[str], **kwargs: Any) -> list[list[str]]:
     return [[d.id for d in hybrid.run(query=q)["documents"]] for q in queries]
 
 
+def _core_hybrid(store: LensRagDocumentStore, encoders: Any) -> Any:
+    from lens_rag import BM25Retriever, DenseRetriever, HybridRetriever, SparseRetriever
+
+    s = store.store
+    parts = [BM25Retriever(s), SparseRetriever(s, encoders.sparse), DenseRetriever(s, encoders.dense)]
+    return HybridRetriever(parts, fusion="minmax", candidate_k=100)
+
+
 @pytest.fixture(scope="module")
 def embedded_top10(embedded_docs: list[Document], queries: list[str], tmp_path_factory: Any) -> list[list[str]]:
     store = LensRagDocumentStore(str(tmp_path_factory.mktemp("scifact") / "store"))
@@ -80,21 +89,11 @@ def embedded_top10(embedded_docs: list[Document], queries: list[str], tmp_path_f
 def test_haystack_hybrid_equals_the_core_hybrid(
     embedded_docs: list[Document], queries: list[str], embedded_top10: list[list[str]], tmp_path: Path
 ) -> None:
-    from lens_rag import BM25Retriever, DenseRetriever, HybridRetriever, SparseRetriever
     from lens_rag.components import Encoders
 
     store = LensRagDocumentStore(str(tmp_path / "store"))
     store.write_documents(embedded_docs)
-    encoders = Encoders(progress=False)
-    core = HybridRetriever(
-        [
-            BM25Retriever(store.store),
-            SparseRetriever(store.store, encoders.sparse),
-            DenseRetriever(store.store, encoders.dense),
-        ],
-        fusion="minmax",
-        candidate_k=100,
-    )
+    core = _core_hybrid(store, Encoders(progress=False))
     assert [[h.id for h in core.retrieve(q, top_k=10)] for q in queries] == embedded_top10
     store.close()
 
@@ -102,20 +101,28 @@ def test_haystack_hybrid_equals_the_core_hybrid(
 def test_elasticsearch_variant_returns_the_embedded_top10(
     es_url: str, embedded_docs: list[Document], queries: list[str], embedded_top10: list[list[str]]
 ) -> None:
+    from lens_rag.components import Encoders
+
     index = f"lens-rag-haystack-{uuid.uuid4().hex[:10]}"
     store = LensRagDocumentStore(store_config={"type": "elasticsearch_store", "url": es_url, "index": index})
     try:
         store.write_documents(embedded_docs)
         es_top10 = _top10(store, queries)
+        core = _core_hybrid(store, Encoders(progress=False))
+        assert [[h.id for h in core.retrieve(q, top_k=10)] for q in queries] == es_top10  # the adapter adds nothing
     finally:
         store.store.delete_index()
         store.close()
-    same = sum(a == b for a, b in zip(es_top10, embedded_top10, strict=True))
-    same_sets = sum(set(a) == set(b) for a, b in zip(es_top10, embedded_top10, strict=True))
+    pairs = list(zip(es_top10, embedded_top10, strict=True))
+    same = sum(a == b for a, b in pairs)
+    same_sets = sum(set(a) == set(b) for a, b in pairs)
+    overlap = sum(len(set(a) & set(b)) for a, b in pairs)
     print(
-        f"ES vs embedded: identical top-10 lists {same}/{N_QUERIES}, identical top-10 id sets {same_sets}/{N_QUERIES}"
+        f"ES vs embedded: identical top-10 lists {same}/{N_QUERIES}, id sets {same_sets}/{N_QUERIES}, overlap {overlap}"
     )
-    assert same_sets == N_QUERIES
+    # The backends' BM25 tokenize differently (bm25s + Snowball vs Lucene's English analyzer), so fused scores
+    # differ slightly and a document at the top-10 border can swap: measured 17/20 identical sets, overlap 195/200.
+    assert same_sets >= 16 and overlap >= 0.95 * 10 * N_QUERIES
 
 
 def test_elasticsearch_haystack_store_variant(
