@@ -13,15 +13,12 @@ from __future__ import annotations
 import math
 
 import pytest
-
-pytest.importorskip("haystack")
-
-from haystack import Document  # noqa: E402
-from haystack.document_stores.errors import DuplicateDocumentError  # noqa: E402
-from haystack.document_stores.types import DuplicatePolicy  # noqa: E402
-from haystack.errors import FilterError  # noqa: E402
-from haystack.testing.document_store import DocumentStoreBaseExtendedTests  # noqa: E402
-from haystack.testing.document_store_async import (  # noqa: E402
+from haystack import Document
+from haystack.document_stores.errors import DuplicateDocumentError
+from haystack.document_stores.types import DuplicatePolicy
+from haystack.errors import FilterError
+from haystack.testing.document_store import DocumentStoreBaseExtendedTests
+from haystack.testing.document_store_async import (
     CountDocumentsAsyncTest,
     CountDocumentsByFilterAsyncTest,
     DeleteAllAsyncTest,
@@ -31,8 +28,7 @@ from haystack.testing.document_store_async import (  # noqa: E402
     UpdateByFilterAsyncTest,
     WriteDocumentsAsyncTest,
 )
-
-from haystack_integrations.document_stores.lens_rag import LensRagDocumentStore  # noqa: E402
+from haystack_integrations.document_stores.lens_rag import LensRagDocumentStore
 
 pytestmark = pytest.mark.unit
 
