@@ -11,7 +11,15 @@ from typing import Any
 
 from lens_rag.errors import ConfigurationError, MissingDependencyError
 
-__all__ = ["ENV_SERVE_API_KEY", "add_serve_args", "is_loopback", "run_server", "serve_from_args", "served_methods"]
+__all__ = [
+    "ENV_SERVE_API_KEY",
+    "add_serve_args",
+    "build_app_from_args",
+    "is_loopback",
+    "run_server",
+    "serve_from_args",
+    "served_methods",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +89,12 @@ def run_server(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: s
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
 
 
-def serve_from_args(args: argparse.Namespace) -> int:
-    """``lens-rag serve``: open the store, check it, build retrievers on demand, run the app."""
+def build_app_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The app ``lens-rag serve`` runs, and the store it opened (close it when done).
+
+    :raises ConfigurationError: on an empty store, an unknown method or a bad limit.
+    :raises MissingDependencyError: without the ``serve`` extra.
+    """
     try:
         import fastapi  # noqa: F401
     except ImportError as e:
@@ -135,9 +147,21 @@ def serve_from_args(args: argparse.Namespace) -> int:
             condense_timeout=min(20.0, args.llm_timeout), title=f"lens-rag · {os.path.basename(str(args.store))}",
         )  # fmt: skip
         app = create_app(retriever_for, llm, config, embedder=embedder, count_documents=store.count_documents)
+    except BaseException:
+        store.close()
+        raise
+    return app, store
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """``lens-rag serve``: open the store, check it, build retrievers on demand, run the app."""
+    app, store = build_app_from_args(args)
+    config = app.state.config
+    try:
         print(
             f"lens-rag serve: http://{args.host}:{args.port}/ (chat page), OpenAI API at "
-            f"http://{args.host}:{args.port}/v1, methods {', '.join(methods)}; auth {'on' if api_key else 'off'}",
+            f"http://{args.host}:{args.port}/v1, methods {', '.join(config.methods)}; "
+            f"auth {'on' if config.api_key else 'off'}",
             file=sys.stderr,
         )
         run_server(app, args.host, args.port, log_level="warning" if args.quiet else "info")
