@@ -84,7 +84,10 @@ def test_heuristic_gives_title_salient_sentence_and_keyphrases():
     assert sentence == "Acetylsalicylic acid inhibits cyclooxygenase enzymes."
     assert len(keyphrases.split()) == 3 and "aspirin" in keyphrases.split()
     assert out == HeuristicQueryGenerator(sentences=1, keyphrases=3).generate(docs)  # deterministic
-    assert HeuristicQueryGenerator(sentences=0, keyphrases=0, title=False).generate(docs) == [[]] * len(docs)
+    assert HeuristicQueryGenerator(title=False, untitled_sentences=0).generate(docs) == [[]] * len(docs)
+    assert HeuristicQueryGenerator().generate(docs)[0] == ["Aspirin and fever"]  # default: the title alone
+    untitled = [Document(id=d.id, content=d.content.split("\n")[1]) for d in docs]
+    assert HeuristicQueryGenerator().generate(untitled)[0] == ["Acetylsalicylic acid inhibits cyclooxygenase enzymes."]
     with pytest.raises(ConfigurationError, match="sentences must be an integer >= 0"):
         HeuristicQueryGenerator(sentences=-1)
 
@@ -206,7 +209,7 @@ def test_cli_index_expand_heuristic(tmp_path, capsys):
     store = tmp_path / "store"
     args = ["index", str(src), "--store", str(store), "--no-sparse", "--no-dense", "--no-progress"]
     assert main([*args, "--expand", "doc2query--", "--expansion-source", "heuristic"]) == 0
-    assert "doc2query-- (heuristic-v1)" in capsys.readouterr().err
+    assert "doc2query-- (heuristic)" in capsys.readouterr().err
     opened = EmbeddedStore(store, progress=False)
     docs = {d.id: d for d in opened.filter_documents()}
     assert set(docs) == set(TEXTS) and all(EXPANSION_KEY in d.meta for d in docs.values())
