@@ -194,6 +194,15 @@ def test_no_secret_in_any_debug_log_record(secured, index_name, caplog):
     by_key = ElasticsearchStore(secured.url, index=index_name, api_key=secured.api_key, progress=False)
     by_key.search_bm25("fever")
     by_key.search_dense(_corpus()[1].embedding or [])
+
+    async def async_calls() -> None:
+        async with ElasticsearchStore(secured.url, index=index_name, api_key=secured.api_key) as store:
+            await store.search_many_async([("bm25", "fever", 3), ("dense", _corpus()[2].embedding, 3)])
+        async with ElasticsearchStore(secured.url, index=index_name, api_key=wrong_key) as store:
+            with pytest.raises(AuthenticationError):
+                await store.count_documents_async()
+
+    asyncio.run(async_calls())
     failures = []
     for bad in (
         ElasticsearchStore(secured.url, index=index_name, basic_auth=(secured.username, wrong_password)),
@@ -214,5 +223,5 @@ def test_no_secret_in_any_debug_log_record(secured, index_name, caplog):
     assert transport, "no elastic_transport DEBUG request records were captured; the check would be vacuous"
     wrong_forms = [wrong_password, wrong_key, base64.b64decode(wrong_key).decode().split(":")[1]]
     for secret in secured.secret_forms() + wrong_forms:
-        leaks = [t[:200] for t in texts if secret in t]
+        leaks = [t.replace(secret, "<THE SECRET>")[:300] for t in texts if secret in t]
         assert not leaks, f"a secret appeared in {len(leaks)} log record(s), e.g. {leaks[0]!r}"
