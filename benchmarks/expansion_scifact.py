@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--es", action="store_true", help="also BM25 on Elasticsearch ($ES_URL) for the main variants")
     ap.add_argument("--skip-hybrid", action="store_true", help="BM25 only (no SPLADE/MiniLM candidates)")
+    ap.add_argument("--skip-heuristic", action="store_true", help="only the LLM subset table (its queries only)")
     args = ap.parse_args()
 
     ds = load_beir(args.dataset)
@@ -77,12 +78,15 @@ def main() -> None:
         store, [d.without_embeddings() for d in corpus], sparse_encoder=enc.sparse, dense_encoder=enc.dense,
         cache=EmbeddingCache(default_cache_dir() / "embeddings"), progress=False,
     )  # fmt: skip
+    queries = ds.queries
+    if args.skip_heuristic:
+        queries = {q: ds.queries[q] for q in sample_qids(args, ds.queries)}
     other = {
-        m: {q: build_retriever(m, store, enc).retrieve(t, top_k=args.depth) for q, t in ds.queries.items()}
+        m: {q: build_retriever(m, store, enc).retrieve(t, top_k=args.depth) for q, t in queries.items()}
         for m in ("sparse", "dense")
     }
     store.close()
-    print(f"SciFact test: {len(ds.queries)} queries, {len(corpus)} passages; hybrid = BM25 + SPLADE-tiny + MiniLM")
+    print(f"SciFact test: {len(queries)} queries, {len(corpus)} passages; hybrid = BM25 + SPLADE-tiny + MiniLM")
     print(f"{'variant':<56} {'kept/gen':>13} {'BM25':>7} {'hybrid':>7} {'time':>6}")
     variants: list[tuple[str, str, HeuristicQueryGenerator | None]] = [
         ("none", "none", None),
@@ -94,20 +98,24 @@ def main() -> None:
         ("heuristic 8 keyphrases", "doc2query", HeuristicQueryGenerator(keyphrases=8, title=False)),
     ]
     baseline: Lists = {}
-    for name, mode, gen in variants:
+    for name, mode, gen in variants[:1] if args.skip_heuristic else variants:
         start = time.perf_counter()
         report = ExpansionReport()
         docs = expand_documents(corpus, mode=mode, generator=gen, filter_top_k=args.filter_top_k, report=report)
-        bm25 = bm25_lists(docs, ds.queries, args.depth)
+        bm25 = bm25_lists(docs, queries, args.depth)
         baseline = baseline or bm25
         b, h = scores(bm25, other, ds.qrels)
         kept = f"{report.kept}/{report.generated}" if mode != "none" else "-"
         print(
-            f"{name + ' ' + mode:<44} {kept:>13} {b:>7.4f} {h:>7.4f} {time.perf_counter() - start:>5.0f}s", flush=True
+            f"{name + ' ' + mode:<56} {kept:>13} {b:>7.4f} {h:>7.4f} {time.perf_counter() - start:>5.0f}s", flush=True
         )
 
     if args.llm_queries:
         llm_subset(args, ds, corpus, baseline, other)
+
+
+def sample_qids(args: argparse.Namespace, queries: Mapping[str, str]) -> list[str]:
+    return sorted(random.Random(args.seed).sample(sorted(queries), args.llm_queries))
 
 
 def es_bm25(args: argparse.Namespace, ds: object, corpus: list[Document]) -> None:
@@ -139,7 +147,7 @@ def llm_subset(args: argparse.Namespace, ds: object, corpus: list[Document], bas
     from lens_rag.expansion import LLMQueryGenerator
     from lens_rag.llm.base import LLMCache, make_llm_client
 
-    qids = sorted(random.Random(args.seed).sample(sorted(ds.queries), args.llm_queries))  # type: ignore[attr-defined]
+    qids = sample_qids(args, ds.queries)  # type: ignore[attr-defined]
     chosen: set[str] = set()
     for q in qids:
         fused = fuse({"bm25": baseline[q], **{m: other[m][q] for m in other}}, "minmax", top_k=args.llm_depth)
