@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expansion-queries", type=int, default=3, help="LLM pseudo-queries per passage")
     p.add_argument("--expansion-filter-k", type=int, default=10, help="doc2query--: keep queries ranking it in top-K")
     p.add_argument("--expansion-workers", type=int, default=1, help="concurrent LLM requests (the server's slots)")
+    p.add_argument(
+        "--expansion-sample", type=int, default=None, metavar="N",
+        help="expand only N chunks drawn at random (--seed) to bound LLM time; the others are indexed as they are",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed for --expansion-sample")
     _add_llm_args(p)
     # --- end expansion ---
 
@@ -505,7 +510,7 @@ def _expanded(args: argparse.Namespace, documents: list[Any]) -> list[Any]:
     report = ExpansionReport()
     out = expand_documents(
         documents, mode=args.expand, generator=generator, filter_top_k=args.expansion_filter_k,
-        progress=args.progress, report=report,
+        sample=args.expansion_sample, seed=args.seed, progress=args.progress, report=report,
     )  # fmt: skip
     _warn(
         args,

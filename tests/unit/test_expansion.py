@@ -219,3 +219,7 @@ def test_cli_index_expand_heuristic(tmp_path, capsys):
     opened = EmbeddedStore(store, progress=False)
     assert not any(EXPANSION_KEY in d.meta for d in opened.filter_documents())
     opened.close()
+    assert main([*args, "--expand", "doc2query", "--expansion-sample", "1", "--seed", "5"]) == 0
+    opened = EmbeddedStore(store, progress=False)
+    assert sum(EXPANSION_KEY in d.meta for d in opened.filter_documents()) == 1
+    opened.close()
