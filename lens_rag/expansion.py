@@ -5,7 +5,9 @@ document's metadata under :data:`EXPANSION_KEY` and appended to the text **BM25 
 the content users see, and the text the sparse and dense encoders embed, stay unchanged. Both stores
 read the key (the embedded store appends it to its bm25s text; Elasticsearch writes it to a
 top-level ``bm25_expansion`` text field and searches ``content`` and it as one field with
-``combined_fields``), so expansion is an index-time option and needs no query-time change.
+``combined_fields``), so expansion is an index-time option and needs no query-time change. To change
+a document's expansion, write the document again: ``update_by_filter`` edits metadata only and
+leaves what BM25 indexed as it was.
 
 Two sources of pseudo-queries:
 
