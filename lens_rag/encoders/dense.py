@@ -309,15 +309,19 @@ class _TransformersBackend:
         with torch.inference_mode():
             for start in tqdm(starts, desc="Batches", disable=not show_progress_bar):
                 index = order[start : start + batch_size]
+                batch = [texts[i] for i in index]
                 features = self.tokenizer(
-                    [texts[i] for i in index],
+                    batch,
                     padding=True,
                     truncation="longest_first",
                     max_length=self.max_seq_length,
                     return_tensors="pt",
-                ).to(self.device)
+                    return_offsets_mapping=bool(getattr(self.tokenizer, "is_fast", False)),
+                )
+                offsets = features.pop("offset_mapping", None)
+                features = features.to(self.device)
                 mask = features["attention_mask"]
-                truncated += int((mask.sum(dim=1) >= self.max_seq_length).sum())
+                truncated += _count_truncated(batch, mask, offsets, self.max_seq_length)
                 hidden = self.model(**features).last_hidden_state
                 pooled = _pool(hidden, mask, self.layout.pooling)
                 if self.layout.normalize or normalize_embeddings:
@@ -325,13 +329,21 @@ class _TransformersBackend:
                 out[index] = pooled.float().cpu().numpy()
         if truncated:
             logger.warning(
-                "%s of %s texts reached max_seq_length=%s tokens; longer ones were truncated (their tail is not "
-                "embedded) — chunk long texts (lens_rag.chunking) to keep them whole",
+                "%s of %s texts exceed max_seq_length=%s tokens and were truncated (their tail is not embedded); "
+                "chunk long texts (lens_rag.chunking) to keep them whole",
                 truncated,
                 len(texts),
                 self.max_seq_length,
             )
         return out
+
+
+def _count_truncated(texts: list[str], mask: Any, offsets: Any, max_length: int) -> int:
+    """How many texts lost tokens to truncation: full rows whose last token ends before the text's last word."""
+    full = (mask.sum(dim=1) >= max_length).nonzero().flatten().tolist()
+    if offsets is None:
+        return len(full)  # no offsets (slow tokenizer): a full window counts as truncated
+    return sum(1 for row in full if texts[row][int(offsets[row, :, 1].max()) :].strip())
 
 
 def _pool(hidden: Any, mask: Any, mode: str) -> Any:

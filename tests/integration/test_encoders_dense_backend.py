@@ -134,7 +134,15 @@ def test_huge_text_is_truncated_with_a_warning(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING, logger="lens_rag.encoders.dense"):
         vec = enc.encode_documents_array([huge, "short text"])
     assert vec.shape == (2, 384) and np.all(np.isfinite(vec))
-    assert "1 of 2 texts reached max_seq_length=256 tokens" in caplog.text
+    assert "1 of 2 texts exceed max_seq_length=256 tokens and were truncated" in caplog.text
+    caplog.clear()
+    from lens_rag.chunking import Chunker
+
+    chunks = Chunker().split("vitamin " * 2000)  # windows that fill the 254 tokens exactly are not truncated
+    assert max(Chunker().count(c) for c in chunks) == 254
+    with caplog.at_level(logging.WARNING, logger="lens_rag.encoders.dense"):
+        enc.encode_documents_array(chunks)
+    assert "truncated" not in caplog.text
     head = enc.encode_documents_array([huge[:5000]])  # the window holds the same first 254 tokens
     assert float(np.abs(vec[0] - head[0]).max()) < 1e-5
 
