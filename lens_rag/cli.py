@@ -647,7 +647,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps({"query": args.query, "method": args.method, "results": [_hit_json(h) for h in hits]}))
         return 0
     for h in hits:
-        title = h.document.meta.get("title") or h.document.meta.get("source") or ""
+        meta = h.document.meta
+        title = meta.get("title") or meta.get("source_path") or meta.get("source") or ""
         sources = ", ".join(f"{k} #{v.rank}" for k, v in h.sources.items())
         snippet = " ".join(h.document.content.split())[:160]
         print(
