@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--data", default="/work/shared/datasets/scifact")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--es-url", default=os.environ.get("ES_URL"))
+    ap.add_argument("--skip-peer", action="store_true", help="skip the elasticsearch-haystack store rows")
     args = ap.parse_args()
 
     dataset = load_beir(args.data)
@@ -202,7 +203,8 @@ def main() -> None:
         finally:
             es.store.delete_index()
             es.close()
-        rows += _elasticsearch_haystack(args.es_url, docs, queries, dataset.qrels)
+        if not args.skip_peer:
+            rows += _elasticsearch_haystack(args.es_url, docs, queries, dataset.qrels)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"queries": len(queries), "rows": rows}, indent=2) + "\n")
     print(f"wrote {RESULTS}")

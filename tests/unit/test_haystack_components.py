@@ -304,7 +304,20 @@ def test_hybrid_super_component_equals_the_core_fusion(store: LensRagDocumentSto
 
 def test_hybrid_subset_of_sources_and_round_trip(store: LensRagDocumentStore) -> None:
     hybrid = _hybrid(store, sources=["bm25", "dense"], fusion="rrf", weights={"dense": 2.0})
-    assert set(hybrid.pipeline.graph.nodes) == {"joiner", "bm25_retriever", "dense_retriever", "dense_embedder"}
+    out = hybrid.run(query="heart risk")["documents"]
+    assert set(out[0].meta["lens_rag_sources"]) == {"bm25", "dense"}
+    assert out[0].score == pytest.approx(1 / 61 + 2 / 61)  # rank 1 in both, dense weighs 2
+    # The same components wired by hand (embedders -> retrievers -> joiner) give the same documents.
+    p = Pipeline()
+    p.add_component("embedder", _with(LensRagDenseTextEmbedder(), FakeDense()))
+    p.add_component("bm25", LensRagBM25Retriever(document_store=store, top_k=100))
+    p.add_component("dense", LensRagDenseRetriever(document_store=store, top_k=100))
+    p.add_component("joiner", LensRagDocumentJoiner(sources=["bm25", "dense"], fusion="rrf", weights={"dense": 2.0}))
+    p.connect("embedder.embedding", "dense.query_embedding")
+    p.connect("bm25.documents", "joiner.bm25")
+    p.connect("dense.documents", "joiner.dense")
+    by_hand = p.run({"embedder": {"text": "heart risk"}, "bm25": {"query": "heart risk"}, "joiner": {"top_k": 10}})
+    assert [(d.id, d.score, d.meta) for d in by_hand["joiner"]["documents"]] == [(d.id, d.score, d.meta) for d in out]
     data = hybrid.to_dict()
     back = LensRagHybridRetriever.from_dict(data)
     assert back.to_dict() == data

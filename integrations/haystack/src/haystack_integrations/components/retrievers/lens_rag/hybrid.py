@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from haystack import Document, Pipeline, default_from_dict, default_to_dict, super_component
+from haystack import Document, Pipeline, component, default_from_dict, default_to_dict, super_component
 from haystack.core.serialization import component_to_dict
+from haystack_integrations.common.lens_rag.convert import to_filter_node
 from haystack_integrations.components.embedders.lens_rag import LensRagDenseTextEmbedder, LensRagSparseTextEmbedder
 from haystack_integrations.components.joiners.lens_rag import LensRagDocumentJoiner
+from haystack_integrations.components.joiners.lens_rag.joiner import restore
 from haystack_integrations.components.retrievers.lens_rag.retrievers import (
     LensRagBM25Retriever,
     LensRagDenseRetriever,
@@ -17,10 +19,67 @@ from haystack_integrations.document_stores.lens_rag import LensRagDocumentStore
 
 from lens_rag.errors import ConfigurationError
 from lens_rag.fusion import RRF_K, FusionMethod
+from lens_rag.validation import check_top_k
 
 __all__ = ["LensRagHybridRetriever"]
 
 _SOURCES = ("bm25", "sparse", "dense")
+
+
+@component
+class _CoreHybrid:
+    """The core `HybridRetriever` over a `LensRagDocumentStore`, as one pipeline node.
+
+    Same results as the embedders → retrievers → joiner pipeline (tested), but the core can encode the query
+    for both models side by side and, on Elasticsearch, send the three searches as one `_msearch`.
+    """
+
+    def __init__(self, owner: LensRagHybridRetriever) -> None:
+        self.owner = owner
+        self._core: Any = None
+
+    def warm_up(self) -> None:
+        self.owner.sparse_embedder.warm_up()
+        self.owner.dense_embedder.warm_up()
+
+    def _hybrid(self) -> Any:
+        if self._core is None:
+            from lens_rag.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, SparseRetriever
+
+            o, store = self.owner, self.owner.document_store.store
+            make = {
+                "bm25": lambda: BM25Retriever(store),
+                "sparse": lambda: SparseRetriever(
+                    store, o.sparse_embedder.encoder, query_top_k=getattr(o.sparse_embedder, "query_top_k", None)
+                ),
+                "dense": lambda: DenseRetriever(store, o.dense_embedder.encoder),
+            }
+            self._core = HybridRetriever(
+                [make[s]() for s in o.sources], fusion=o.fusion, weights=o.weights, candidate_k=o.candidate_k,
+                rrf_k=o.rrf_k,
+            )  # fmt: skip
+        return self._core
+
+    def _args(self, filters: dict[str, Any] | None, top_k: int | None) -> tuple[int, Any]:
+        merged = filters if filters is not None else self.owner.filters
+        return check_top_k(self.owner.top_k if top_k is None else top_k), to_filter_node(merged)
+
+    @staticmethod
+    def _out(hits: list[Any]) -> dict[str, list[Document]]:
+        originals = {h.id: Document(id=h.id, content=h.document.content, meta=dict(h.document.meta)) for h in hits}
+        return {"documents": restore(hits, originals)}
+
+    @component.output_types(documents=list[Document])
+    def run(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None) -> dict[str, Any]:
+        top_k, node = self._args(filters, top_k)
+        return self._out(self._hybrid().retrieve(query, top_k=top_k, filters=node))
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> dict[str, Any]:
+        top_k, node = self._args(filters, top_k)
+        return self._out(await self._hybrid().retrieve_async(query, top_k=top_k, filters=node))
 
 
 def _retrievers(store: Any, sources: list[str], top_k: int, filters: Any) -> dict[str, Any]:
@@ -96,6 +155,14 @@ class LensRagHybridRetriever:
         self.rrf_k = rrf_k
 
         pipeline = Pipeline()
+        if isinstance(document_store, LensRagDocumentStore):
+            # Our store: the core hybrid as one node (identical results; one round trip on Elasticsearch).
+            pipeline.add_component("hybrid", _CoreHybrid(self))
+            self.pipeline = pipeline
+            self.input_mapping = {"query": ["hybrid.query"], "filters": ["hybrid.filters"], "top_k": ["hybrid.top_k"]}
+            self.output_mapping = {"hybrid.documents": "documents"}
+            return
+        # elasticsearch-haystack's store: its BM25 and kNN retrievers, our sparse retriever, our joiner.
         retrievers = _retrievers(document_store, names, candidate_k, filters)
         joiner = LensRagDocumentJoiner(sources=names, fusion=fusion, weights=weights, rrf_k=rrf_k, top_k=top_k)
         pipeline.add_component("joiner", joiner)
