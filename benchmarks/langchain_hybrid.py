@@ -1,7 +1,8 @@
 """LangChain on BEIR SciFact: our LangChain hybrid vs the core it wraps vs LangChain's EnsembleRetriever peer.
 
 Same Elasticsearch server, same data, same MiniLM vectors, one run. Systems (top 100 per query,
-nDCG@10 and R@100 over the test queries, latency per query end to end incl. query encoding):
+nDCG@10 and R@100 over the test queries, latency per query end to end incl. query encoding, systems
+interleaved query by query):
 
 - ``core hybrid (bm25+sparse+dense)``: `lens_rag.HybridRetriever` over our `ElasticsearchStore`, default min–max fusion;
 - ``langchain_lens_rag HybridRetriever (same)``: the LangChain adapter around exactly that (`invoke`);
@@ -31,19 +32,24 @@ TOP_K = 100
 WARMUP = 5
 
 
-def timed_run(name: str, queries: dict[str, str], search: Callable[[str], list[tuple[str, float]]]) -> tuple:
+def timed_runs(
+    queries: dict[str, str], systems: dict[str, Callable[[str], list[str]]]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[float]]]:
+    """Every system on every query, interleaved (the order rotates per query) so load drifts hit all alike."""
+    names = list(systems)
     for text in list(queries.values())[:WARMUP]:
-        search(text)
-    run: dict[str, dict[str, float]] = {}
-    ms: list[float] = []
-    for qid, text in queries.items():
-        t0 = time.perf_counter()
-        hits = search(text)
-        ms.append((time.perf_counter() - t0) * 1000)
-        # Rank-based pseudo scores: every system is judged on its order alone.
-        run[qid] = {doc_id: float(len(hits) - i) for i, (doc_id, _) in enumerate(hits)}
-    print(f"  {name}: done", flush=True)
-    return run, ms
+        for name in names:
+            systems[name](text)
+    runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in names}
+    ms: dict[str, list[float]] = {name: [] for name in names}
+    for i, (qid, text) in enumerate(queries.items()):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            ids = systems[name](text)
+            ms[name].append((time.perf_counter() - t0) * 1000)
+            # Rank-based pseudo scores: every system is judged on its order alone.
+            runs[name][qid] = {doc_id: float(len(ids) - r) for r, doc_id in enumerate(ids)}
+    return runs, ms
 
 
 def main() -> None:
@@ -81,19 +87,22 @@ def main() -> None:
         )
         print(f"indexed {len(data.corpus)} docs into our store in {time.perf_counter() - t0:.0f}s", flush=True)
 
-        # The peer's index: same texts, same MiniLM document vectors (taken from our store, not re-encoded).
-        dense_docs = {d.id: d for d in store.get_documents([d.id for d in data.corpus], include_embeddings=True)}
+        # The peer's index: same texts, same MiniLM document vectors (from the embedding cache, not re-encoded).
+        cached = cache.lookup(encoders.dense, data.corpus)
+        if len(cached) != len(data.corpus):
+            raise SystemExit(f"{len(cached)}/{len(data.corpus)} dense vectors cached; re-run to fill the cache")
         embeddings = lc.LensRagEmbeddings(encoders.dense)
         dense_peer = ElasticsearchStore(peer_index, embedding=embeddings, client=client, strategy=DenseVectorStrategy())
         ids = [d.id for d in data.corpus]
         dense_peer.add_embeddings(
-            [(d.content, list(dense_docs[d.id].embedding or [])) for d in data.corpus],
+            [(d.content, [float(x) for x in cached[i]]) for i, d in enumerate(data.corpus)],
             metadatas=[{"doc_id": i} for i in ids],
             ids=ids,
             refresh_indices=True,
         )
         bm25_peer = ElasticsearchStore(peer_index, client=client, strategy=BM25Strategy())
-        search_kwargs: dict[str, Any] = {"k": TOP_K, "doc_builder": doc_with_id}
+        # fetch_k = kNN num_candidates: 10 x k, as our store asks for
+        search_kwargs: dict[str, Any] = {"k": TOP_K, "fetch_k": 10 * TOP_K, "doc_builder": doc_with_id}
         peer = EnsembleRetriever(
             retrievers=[
                 bm25_peer.as_retriever(search_kwargs=search_kwargs),
@@ -116,24 +125,22 @@ def main() -> None:
         ours_lc_2 = lc.HybridRetriever(
             retrievers=[lc.BM25Retriever(store=store), lc.DenseRetriever(store=store, encoder=encoders.dense)], k=TOP_K
         )
-        systems: dict[str, Callable[[str], list[tuple[str, float]]]] = {
-            "core hybrid (bm25+sparse+dense)": lambda q: [(h.id, h.score) for h in core.retrieve(q, top_k=TOP_K)],
-            "langchain_lens_rag HybridRetriever (same)": lambda q: [(d.id, 0.0) for d in ours_lc.invoke(q)],
-            "langchain_lens_rag HybridRetriever (bm25+dense)": lambda q: [(d.id, 0.0) for d in ours_lc_2.invoke(q)],
+        systems: dict[str, Callable[[str], list[str]]] = {
+            "core hybrid (bm25+sparse+dense)": lambda q: [h.id for h in core.retrieve(q, top_k=TOP_K)],
+            "langchain_lens_rag HybridRetriever (same)": lambda q: [str(d.id) for d in ours_lc.invoke(q)],
+            "langchain_lens_rag HybridRetriever (bm25+dense)": lambda q: [str(d.id) for d in ours_lc_2.invoke(q)],
             "peer: EnsembleRetriever (ES BM25 + MiniLM, RRF 0.5/0.5)": lambda q: [
-                (str(d.id), 0.0) for d in peer.invoke(q)[:TOP_K]
+                str(d.id) for d in peer.invoke(q)[:TOP_K]
             ],
         }
+        runs, ms = timed_runs(queries, systems)
         scores: dict[str, dict[str, float]] = {}
         p50: dict[str, float] = {}
-        runs: dict[str, dict[str, dict[str, float]]] = {}
-        for name, search in systems.items():
-            run, ms = timed_run(name, queries, search)
-            runs[name] = run
-            scores[name] = evaluate_run(run, data.qrels)
-            p50[name] = statistics.median(ms)
+        for name in systems:
+            scores[name] = evaluate_run(runs[name], data.qrels)
+            p50[name] = statistics.median(ms[name])
             scores[name]["p50 ms"] = p50[name]
-            scores[name]["mean ms"] = statistics.fmean(ms)
+            scores[name]["mean ms"] = statistics.fmean(ms[name])
         print()
         print(f"SciFact test, {len(queries)} queries, top {TOP_K}, ES {args.es_url}, one run")
         print(format_table(scores))
