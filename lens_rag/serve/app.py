@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: The start of the answer when the LLM did not produce one; the sources follow.
 NO_ANSWER = "No answer generated"
+#: Shown when the model returned nothing (the sources still follow).
+EMPTY_ANSWER = "(the model returned an empty answer)"
 SNIPPET_CHARS = 240
 CONTENT_CHARS = 4000
 
@@ -555,6 +557,7 @@ def create_app(
             pieces: list[str] = []
             error: str | None = None
             answer: Answer | None = None
+            streamed = llm is not None and callable(getattr(llm, "stream_async", None))
             if llm is None:
                 error = "no LLM is configured"
                 yield chunk({"content": _llm_failure_text(LLMError("no LLM"))})
@@ -565,6 +568,14 @@ def create_app(
                     async for piece in _stream_text(llm, messages, temperature, max_tokens):
                         pieces.append(piece)
                         yield chunk({"content": piece})
+                    if not "".join(pieces).strip():
+                        # Some servers (llama-cpp-python with a long prompt) end a stream without a token while
+                        # the same request unstreamed answers: ask once more, unstreamed.
+                        logger.info("the LLM streamed an empty answer; asking again without streaming")
+                        text = (await llm.generate_async(messages, n=1, temperature=temperature,
+                                                         max_tokens=max_tokens))[0]  # fmt: skip
+                        pieces, streamed = [text], False
+                        yield chunk({"content": text if text.strip() else EMPTY_ANSWER})
                     answer = _answer_from_text(question, "".join(pieces), passages, await model_name_async(llm))
                 except LLMError as e:
                     logger.warning("no answer generated (stream): %s", e)
@@ -574,7 +585,8 @@ def create_app(
             attributions = (
                 await attribute(answer.answer_text, passages) if answer is not None and with_attribution else []
             )
-            yield chunk({}, "stop", lens_field(condensed, method, passages, answer, attributions, error))
+            final = lens_field(condensed, method, passages, answer, attributions, error)
+            yield chunk({}, "stop", {**final, "streamed": streamed})
             yield "data: [DONE]\n\n"
         except asyncio.CancelledError:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def server(store: str, llm_url: str, llm_model: str | None) -> Iterator[str]:
     argv = ["--store", store, "--llm-url", llm_url, "--api-key", KEY, "--top-k", "3", "--max-tokens", "48",
-            "--max-messages", "8", "--max-body-bytes", "20000"]  # fmt: skip
+            "--max-messages", "8", "--max-body-bytes", "20000", "--llm-timeout", "300"]  # fmt: skip
     if llm_model:
         argv += ["--llm-model", llm_model]
     with running_server(argv) as (url, _app):
@@ -72,7 +73,11 @@ def test_openai_client_streams_a_cited_answer(server: str) -> None:
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
-    assert len(chunks) > 3  # the answer arrived in pieces, not at once
+    # llama-cpp-python's server ends a stream when another request arrives (a shared server); ours then asks again
+    # unstreamed and says so. Alone on the LLM server (CI), the answer must arrive in pieces.
+    if chunks[-1].model_extra["lens_rag"]["streamed"] or os.environ.get("LENS_RAG_REQUIRE_SERVICES"):
+        assert chunks[-1].model_extra["lens_rag"]["streamed"] is True
+        assert len(chunks) > 3  # the answer arrived in pieces, not at once
     assert chunks[0].model_extra["lens_rag"]["passages"]  # sources come before the answer
     final = chunks[-1].model_extra["lens_rag"]
     assert chunks[-1].choices[0].finish_reason == "stop"

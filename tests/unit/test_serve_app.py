@@ -98,6 +98,7 @@ def test_stream_forwards_each_piece_of_a_streaming_llm() -> None:
     events = _events(_chat(client, stream=True, max_tokens=7).text)
     pieces = [e["choices"][0]["delta"]["content"] for e in events[1:-2] if e["choices"][0]["delta"].get("content")]
     assert pieces == ["Topic ", "1 ", "[1]."]
+    assert events[-2]["lens_rag"]["streamed"] is True
 
 
 def test_model_name_or_method_field_picks_the_retriever_and_unknown_is_422() -> None:
@@ -318,3 +319,19 @@ def test_passage_text_is_returned_verbatim_as_json_data() -> None:
     client = TestClient(_app(retriever=FakeRetriever(docs)))
     body = client.post("/v1/search", json={"query": "x"}).json()
     assert body["hits"][0]["content"] == "<script>alert(1)</script> scurvy"  # data; the page shows it as text
+
+
+class SilentStreamLLM(FakeLLM):
+    async def stream_async(self, prompt: Any, *, temperature: float = 0.0, max_tokens: int = 256) -> Any:
+        for _ in ():
+            yield ""
+
+
+def test_a_stream_that_ends_without_text_is_asked_again_unstreamed() -> None:
+    llm = SilentStreamLLM([ANSWER])
+    events = _events(_chat(TestClient(_app(llm=llm)), stream=True).text)
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])
+    assert text == ANSWER
+    assert len(llm.calls) == 1  # the unstreamed retry
+    assert events[-2]["lens_rag"]["streamed"] is False
+    assert events[-2]["lens_rag"]["citations"][0]["number"] == 1
