@@ -54,7 +54,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,8 @@ CONFIG_TYPE = "embedded_store"
 _CHUNK = 500  # SQL parameters per IN (...) list
 _MASK_CACHE = 32
 _SELECTIVE = 0.05  # a filter keeping at most this share of the rows scores only those rows
+_T = TypeVar("_T")
+_GENERATION_SQL = "SELECT value FROM store_meta WHERE key = 'generation'"
 _OWN_NAMES = {db.DB_NAME, f"{db.DB_NAME}-wal", f"{db.DB_NAME}-shm", f"{db.DB_NAME}-journal", "cache"}
 
 # kept importable from here: tests and benchmarks use the kernels directly
@@ -96,6 +98,36 @@ _ = (_sparse_scores, _matvec)
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+class _SQL(Protocol):
+    """What the cache and search helpers need of a connection (a real one, or the fast path's stand-in)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> sqlite3.Cursor: ...
+
+
+class _Stale(Exception):
+    """The fast path cannot answer from this object's caches: redo the operation in a read transaction."""
+
+
+class _CachedReader:
+    """The connection as a search's fast path sees it: no SQL at all, except the final row fetch.
+
+    The fast path runs a search on the caches of the last snapshot this object read, without a
+    read transaction. Any SQL a cold cache would need raises :class:`_Stale` instead (the search
+    is redone in a transaction); the fetch of the result rows reads the store's generation in the
+    same statement (one autocommit read, so one consistent state) and raises :class:`_Stale` unless
+    it is still the snapshot's, so the rows returned are exactly the ones that snapshot holds.
+    """
+
+    __slots__ = ("conn", "generation")
+
+    def __init__(self, conn: sqlite3.Connection, generation: int) -> None:
+        self.conn = conn
+        self.generation = generation
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        raise _Stale(sql)
 
 
 class EmbeddedStore:
@@ -145,12 +177,14 @@ class EmbeddedStore:
         self._where = str(self.path) if self.path is not None else ":memory:"
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._snap: db.Snapshot | None = None  # the last snapshot read; the fast path checks it is still current
         self._pid = os.getpid()
         self._vectors = VectorCache()
         self._alive = np.zeros(0, dtype=bool)
         self._alive_state: tuple[str, int, int] | None = None  # (uuid, epoch, generation)
         self._bm25: BM25Index | None = None
         self._bm25_name: str | None = None
+        self._bm25_key: tuple[Any, ...] | None = None  # what `_bm25_name` was computed from
         self._masks: OrderedDict[Any, tuple[tuple[int, int, int], npt.NDArray[np.int64]]] = OrderedDict()
         self._live = 0  # live rows in `_alive`
         self._base_masks: dict[str, npt.NDArray[np.bool_]] = {}  # live rows with a vector of a kind
@@ -242,7 +276,9 @@ class EmbeddedStore:
                 return
             conn.execute("BEGIN")
             try:
-                yield conn, db.read_snapshot(conn, self._where)
+                snap = db.read_snapshot(conn, self._where)
+                self._snap = snap
+                yield conn, snap
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
@@ -253,6 +289,7 @@ class EmbeddedStore:
         with self._lock, db.db_errors(self._where):
             conn = self._connection(create=True)
             assert conn is not None
+            self._snap = None  # about to change: the next read re-reads the snapshot
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn, db.read_snapshot(conn, self._where)
@@ -262,13 +299,54 @@ class EmbeddedStore:
                     conn.execute("ROLLBACK")
                 raise
 
+    def _unchanged(self) -> tuple[sqlite3.Connection, db.Snapshot] | None:
+        """The connection and the last snapshot read, if no document changed since (call under `_lock`).
+
+        One autocommit statement, no transaction: the store's `generation` advances with every change
+        of a document (write, delete, metadata update, compaction, delete-all), in any process.
+        """
+        snap, conn = self._snap, self._conn
+        if snap is None or conn is None or (self._pid != os.getpid() and self.path is not None):
+            return None
+        row = conn.execute(_GENERATION_SQL).fetchone()
+        if row is None or int(row[0]) != snap.generation:
+            self._snap = None
+            return None
+        return conn, snap
+
+    def _search(self, run: Callable[[_SQL, db.Snapshot], _T], empty: _T) -> _T:
+        """Run a read-only operation from the caches if nothing changed, else in a read transaction.
+
+        The fast path costs two autocommit statements (the generation check, and the row fetch that
+        checks it again) instead of four (BEGIN, snapshot, fetch, COMMIT), and no cache is re-examined.
+        An operation that finds a cold cache, or a store that changed in between, is redone in a
+        read transaction, so it returns what a transaction at that instant would; another process's
+        commit is seen by the next operation, as before. (`PRAGMA data_version` would not see this
+        object's own commits; the generation sees every commit.)
+
+        :param run: the operation, on a connection (or its fast-path stand-in) and a snapshot.
+        :param empty: the result while no store exists at the path.
+        :returns: what `run` returns.
+        """
+        with self._lock, db.db_errors(self._where):
+            current = self._unchanged()
+            if current is not None:
+                conn, snap = current
+                reader = _CachedReader(conn, snap.generation)
+                try:
+                    return run(reader, snap)  # with no hit to fetch, the check above was the read
+                except _Stale:
+                    self._snap = None
+            with self._read() as (txn, snap):
+                return empty if txn is None else run(txn, snap)
+
     # ------------------------------------------------------------------ caches
-    def _sync_alive(self, conn: sqlite3.Connection, snap: db.Snapshot) -> None:
+    def _sync_alive(self, conn: _SQL, snap: db.Snapshot) -> None:
         """Bring the live-row mask (and the cache keys) to `snap`."""
         if self._vectors.key != (snap.uuid, snap.epoch):
             self._vectors.reset((snap.uuid, snap.epoch))
             self._alive_state = None
-            self._bm25, self._bm25_name = None, None
+            self._bm25, self._bm25_name, self._bm25_key = None, None, None
             self._masks.clear()
         state = self._alive_state
         if state is not None and state[2] == snap.generation and self._alive.size == snap.n_rows:
@@ -287,7 +365,7 @@ class EmbeddedStore:
         self._live = int(alive.sum())
         self._base_masks.clear()
 
-    def _sync_vectors(self, conn: sqlite3.Connection, snap: db.Snapshot) -> VectorCache:
+    def _sync_vectors(self, conn: _SQL, snap: db.Snapshot) -> VectorCache:
         self._sync_alive(conn, snap)
         cache = self._vectors
         if cache.n_rows < snap.n_rows:
@@ -305,9 +383,13 @@ class EmbeddedStore:
                 ) from e
         return cache
 
-    def _bm25_index(self, conn: sqlite3.Connection, snap: db.Snapshot) -> BM25Index:
+    def _bm25_index(self, conn: _SQL, snap: db.Snapshot) -> BM25Index:
+        key = (snap.uuid, snap.epoch, snap.content_generation, self.bm25_k1, self.bm25_b, self.language)
+        if self._bm25 is not None and self._bm25_key == key:
+            return self._bm25  # the common case, without hashing the cache name on every search
         name = bm25_cache_name(snap, k1=self.bm25_k1, b=self.bm25_b, language=self.language)
         if self._bm25 is not None and self._bm25_name == name:
+            self._bm25_key = key
             return self._bm25
         rows = np.flatnonzero(self._alive).astype(np.int64)
         cache_dir = self.path / "cache" if self.path is not None else None
@@ -327,10 +409,10 @@ class EmbeddedStore:
                 logger.warning("BM25 cache at %s is not usable (%s); building in memory", cache_dir, e)
         if index is None:
             index = self._build_bm25(conn, rows)
-        self._bm25, self._bm25_name = index, name
+        self._bm25, self._bm25_name, self._bm25_key = index, name, key
         return index
 
-    def _build_bm25(self, conn: sqlite3.Connection, rows: npt.NDArray[np.int64]) -> BM25Index:
+    def _build_bm25(self, conn: _SQL, rows: npt.NDArray[np.int64]) -> BM25Index:
         # expansion (lens_rag.expansion): BM25 also indexes meta["bm25_expansion"], content stays as shown
         q = "SELECT content, json_extract(meta, '$.bm25_expansion') FROM docs WHERE dead_gen IS NULL ORDER BY row"
         contents = [bm25_text(c, {EXPANSION_KEY: x}) for c, x in conn.execute(q)]
@@ -345,7 +427,7 @@ class EmbeddedStore:
     def _parse(filters: Any) -> Any:
         return parse_filters(filters) if filters else None
 
-    def _filter_rows(self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any) -> npt.NDArray[np.int64]:
+    def _filter_rows(self, conn: _SQL, snap: db.Snapshot, node: Any) -> npt.NDArray[np.int64]:
         """Live rows matching a parsed filter (ascending), computed in SQL and kept in a small LRU.
 
         Call after :meth:`_sync_alive`. When only writes and deletes happened since a cached result
@@ -393,9 +475,7 @@ class EmbeddedStore:
             self._base_masks[kind] = mask
         return mask
 
-    def _selective_rows(
-        self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, kind: str
-    ) -> npt.NDArray[np.int64] | None:
+    def _selective_rows(self, conn: _SQL, snap: db.Snapshot, node: Any, kind: str) -> npt.NDArray[np.int64] | None:
         """The rows to score when a filter keeps few of them (ascending), else `None` (score all, then mask)."""
         if node is None:
             return None
@@ -404,7 +484,7 @@ class EmbeddedStore:
             return None
         return rows[self._base_mask(kind)[rows]]
 
-    def _mask(self, conn: sqlite3.Connection, snap: db.Snapshot, node: Any, kind: str = "all") -> npt.NDArray[np.bool_]:
+    def _mask(self, conn: _SQL, snap: db.Snapshot, node: Any, kind: str = "all") -> npt.NDArray[np.bool_]:
         """Rows a search may return (read-only: callers must not modify it)."""
         mask = self._base_mask(kind)
         if node is not None:
@@ -656,12 +736,12 @@ class EmbeddedStore:
     def count_documents(self, filters: Filters | None = None) -> int:
         """How many live documents (matching `filters`) the store holds."""
         node = self._parse(filters)
-        with self._read() as (conn, _):
-            if conn is None:
-                return 0
-            where, params = filters_to_sql(node) if node is not None else ("1", [])
-            (count,) = conn.execute(f"SELECT COUNT(*) FROM docs WHERE dead_gen IS NULL AND {where}", params).fetchone()
-            return int(count)
+
+        def run(conn: _SQL, snap: db.Snapshot) -> int:
+            self._sync_alive(conn, snap)  # O(1) while nothing changed; a filter's rows come from the search LRU
+            return self._live if node is None else int(self._filter_rows(conn, snap, node).size)
+
+        return self._search(run, 0)
 
     def get_documents(self, ids: Sequence[str]) -> list[Document]:
         """The live documents with these ids, in the order asked (unknown ids are left out)."""
@@ -763,17 +843,40 @@ class EmbeddedStore:
                     b.sparse_indices[lo_:hi_].astype(np.int64), b.sparse_values[lo_:hi_].copy()
                 )
 
-    def _fetch(self, conn: sqlite3.Connection, rows: Sequence[int]) -> list[Document]:
-        found: dict[int, Document] = {}
-        for chunk in _chunks([int(r) for r in rows]):
-            q = f"SELECT row, id, content, meta FROM docs WHERE row IN ({', '.join('?' * len(chunk))})"
-            for row, doc_id, content, meta in conn.execute(q, list(chunk)):
-                found[row] = Document(id=doc_id, content=content, meta=json.loads(meta))
-        return [found[int(r)] for r in rows if int(r) in found]
+    def _fetch(self, conn: _SQL, rows: Sequence[int]) -> list[Document]:
+        """The documents at `rows`, in that order, read in one statement.
+
+        On the fast path (`conn` is a :class:`_CachedReader`) the same statement reads the store's
+        generation, and :class:`_Stale` is raised unless it is still the searched snapshot's: rows
+        are renumbered by a compaction, so rows read from another state could be other documents.
+        """
+        wanted = [int(r) for r in rows]
+        if not wanted:
+            return []
+        if len(wanted) <= _CHUNK:
+            sql = f"SELECT row, id, content, meta FROM docs WHERE row IN ({', '.join('?' * len(wanted))})"
+            params: list[Any] = wanted
+        else:  # one statement for any number of rows: the row list as one JSON parameter
+            sql = "SELECT d.row, d.id, d.content, d.meta FROM json_each(?) AS j CROSS JOIN docs AS d ON d.row = j.value"
+            params = [json.dumps(wanted)]
+        if isinstance(conn, _CachedReader):
+            found = conn.conn.execute(
+                f"{sql} UNION ALL SELECT -1, value, '', '' FROM store_meta WHERE key = 'generation'", params
+            ).fetchall()
+            if not any(row == -1 and int(value) == conn.generation for row, value, _, _ in found):
+                raise _Stale("the store changed since the generation check")
+        else:
+            found = conn.execute(sql, params).fetchall()
+        by_row = {row: (doc_id, content, meta) for row, doc_id, content, meta in found if row >= 0}
+        return [
+            Document(id=hit[0], content=hit[1], meta=json.loads(hit[2]))
+            for hit in (by_row.get(r) for r in wanted)
+            if hit is not None
+        ]
 
     def _top(
         self,
-        conn: sqlite3.Connection,
+        conn: _SQL,
         scores: npt.NDArray[np.floating[Any]],
         mask: npt.NDArray[np.bool_],
         top_k: int,
@@ -786,7 +889,7 @@ class EmbeddedStore:
 
     def _ranked(
         self,
-        conn: sqlite3.Connection,
+        conn: _SQL,
         candidates: npt.NDArray[np.int64],
         cand_scores: npt.NDArray[np.floating[Any]],
         top_k: int,
@@ -822,14 +925,17 @@ class EmbeddedStore:
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
         top_k = check_top_k(top_k)
         node = self._parse(filters)
-        with self._read() as (conn, snap):
-            if conn is None or top_k == 0 or not query.strip():
+
+        def run(conn: _SQL, snap: db.Snapshot) -> list[ScoredDocument]:
+            if top_k == 0 or not query.strip():
                 return []
             self._sync_alive(conn, snap)
             if not self._live:
                 return []
             scores = self._bm25_index(conn, snap).scores(query, n_rows=snap.n_rows)
             return self._top(conn, scores, self._mask(conn, snap, node), top_k, "bm25", positive_only=True)
+
+        return self._search(run, [])
 
     def search_sparse(
         self, query: SparseVector, top_k: int = 10, filters: Filters | None = None
@@ -838,8 +944,9 @@ class EmbeddedStore:
         vector = check_sparse_query(query)
         top_k = check_top_k(top_k)
         node = self._parse(filters)
-        with self._read() as (conn, snap):
-            if conn is None or top_k == 0:
+
+        def run(conn: _SQL, snap: db.Snapshot) -> list[ScoredDocument]:
+            if top_k == 0:
                 return []
             cache = self._sync_vectors(conn, snap)
             if not self._live:
@@ -855,15 +962,18 @@ class EmbeddedStore:
             mask = self._mask(conn, snap, node, "sparse")
             return self._top(conn, scores, mask, top_k, "sparse", positive_only=True)
 
+        return self._search(run, [])
+
     def search_dense(
         self, query: Sequence[float], top_k: int = 10, filters: Filters | None = None
     ) -> list[ScoredDocument]:
         """Cosine similarity between `query` and every document's dense embedding."""
-        q = check_dense_query(query, None)
+        raw = check_dense_query(query, None)
         top_k = check_top_k(top_k)
         node = self._parse(filters)
-        with self._read() as (conn, snap):
-            if conn is None or top_k == 0:
+
+        def run(conn: _SQL, snap: db.Snapshot) -> list[ScoredDocument]:
+            if top_k == 0:
                 return []
             cache = self._sync_vectors(conn, snap)
             if not self._live:
@@ -871,7 +981,7 @@ class EmbeddedStore:
             matrix = cache.dense
             if matrix is None or not self._base_mask("dense").any():
                 raise self._missing_vectors("dense", self._live)
-            q = check_dense_query(q, matrix.shape[1])
+            q = check_dense_query(raw, matrix.shape[1])
             norm = float(np.linalg.norm(q))
             q = q / norm if norm else q
             rows = self._selective_rows(conn, snap, node, "dense")
@@ -880,6 +990,8 @@ class EmbeddedStore:
             scores = _matvec(matrix, q)
             mask = self._mask(conn, snap, node, "dense")
             return self._top(conn, scores, mask, top_k, "dense", positive_only=False)
+
+        return self._search(run, [])
 
     # helpers kept for benchmarks that time the raw kernels
     def _dense_matrix(self) -> npt.NDArray[np.float32] | None:
@@ -936,10 +1048,11 @@ class EmbeddedStore:
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
+            self._snap = None
             self._vectors = VectorCache()
             self._alive = np.zeros(0, dtype=bool)
             self._alive_state = None
-            self._bm25, self._bm25_name = None, None
+            self._bm25, self._bm25_name, self._bm25_key = None, None, None
             self._masks.clear()
             self._live = 0
             self._base_masks.clear()

@@ -4,6 +4,7 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -585,3 +586,61 @@ def test_sparse_kernel_matches_a_full_matrix_product() -> None:
         expected = matrix.tocsr() @ dense_q[:300]
         np.testing.assert_allclose(_sparse_scores(matrix, q), expected, atol=1e-5)  # posting lists
         np.testing.assert_allclose(_sparse_scores(matrix, q, matrix.tocsr()), expected, atol=1e-5)  # picks CSR
+
+
+def _statements(store: EmbeddedStore) -> list[str]:
+    """Record the SQL statements `store`'s own connection runs from now on."""
+    seen: list[str] = []
+    assert store._conn is not None
+    store._conn.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_warm_search_runs_two_statements_and_no_transaction(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s", progress=False)
+    s.write_documents(docs())
+    searches = {
+        "bm25": lambda: s.search_bm25("lack of vitamin"),
+        "sparse": lambda: s.search_sparse(SparseVector.from_dict({7: 1.0})),
+        "dense": lambda: s.search_dense([1, 0, 0, 0]),
+        "filtered": lambda: s.search_dense([1, 0, 0, 0], filters={"topic": "vitamin"}),
+    }
+    for search in searches.values():
+        search()  # warms the caches (in a read transaction)
+    seen = _statements(s)
+    for name, search in searches.items():
+        seen.clear()
+        assert search(), name
+        assert len(seen) == 2 and not any(q.startswith(("BEGIN", "COMMIT")) for q in seen), (name, seen)
+    seen.clear()
+    assert s.count_documents() == 4 and s.count_documents({"topic": "vitamin"}) == 2
+    assert len(seen) == 2  # one generation check each: counts come from the caches
+    s.write_documents(random_docs(2, dim=4))  # our own commit: the next search re-reads the snapshot
+    seen.clear()
+    assert s.count_documents() == 6
+    assert any(q == "BEGIN" for q in seen)
+
+
+def test_a_commit_between_the_check_and_the_fetch_is_not_missed(tmp_path: Path) -> None:
+    """A compaction renumbers rows after the fast path scored them: the fetch notices and the search is redone."""
+    path = tmp_path / "store"
+    reader, writer = EmbeddedStore(path, progress=False), EmbeddedStore(path, progress=False)
+    writer.write_documents(random_docs(30, dim=4) + docs())
+    query = SparseVector.from_dict({3: 1.0, 7: 0.5})
+    reader.search_sparse(query, top_k=5)  # warm
+    fetch = reader._fetch
+    calls = []
+
+    def commit_then_fetch(conn: Any, rows: Any) -> Any:
+        if not calls:  # once, after the fast path checked the generation and scored with the old rows
+            writer.delete_documents([f"d{i}" for i in range(30)])
+            writer.compact()  # the four named documents move to rows 0-3
+        calls.append(rows)
+        return fetch(conn, rows)
+
+    reader._fetch = commit_then_fetch  # type: ignore[method-assign]
+    hits = reader.search_sparse(query, top_k=5)
+    fresh = EmbeddedStore(path, progress=False).search_sparse(query, top_k=5)
+    assert [(h.id, h.document.content, h.score) for h in hits] == [(h.id, h.document.content, h.score) for h in fresh]
+    assert len(calls) == 2  # the fast path, then the read transaction
+    assert hits and {h.id for h in hits} <= set(TEXTS) and reader.count_documents() == 4
