@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from haystack import Document, Pipeline, component, default_from_dict, default_to_dict, super_component
@@ -44,10 +45,10 @@ class _CoreHybrid:
 
     def _hybrid(self) -> Any:
         if self._core is None:
-            from lens_rag.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, SparseRetriever
+            from lens_rag.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, Retriever, SparseRetriever
 
             o, store = self.owner, self.owner.document_store.store
-            make = {
+            make: dict[str, Callable[[], Retriever]] = {
                 "bm25": lambda: BM25Retriever(store),
                 "sparse": lambda: SparseRetriever(
                     store, o.sparse_embedder.encoder, query_top_k=getattr(o.sparse_embedder, "query_top_k", None)
