@@ -434,12 +434,12 @@ class EmbeddedStore:
         (no metadata update), the result is brought forward: its rows that died are dropped and only
         the new rows are filtered in SQL, so a steady stream of writes does not rescan the store.
         """
-        try:
-            key: Any = (snap.uuid, snap.epoch, node)
+        where, params = filters_to_sql(node)
+        try:  # keyed by the SQL, not the parsed filter: {"x": True} == {"x": 1} in Python, not in the filter language
+            key: Any = (snap.uuid, snap.epoch, where, tuple((type(p), p) for p in params))
             hash(key)
         except TypeError:
             key = None
-        where, params = filters_to_sql(node)
         cached = self._masks.get(key) if key is not None else None
         if cached is not None:
             self._masks.move_to_end(key)

@@ -644,3 +644,13 @@ def test_a_commit_between_the_check_and_the_fetch_is_not_missed(tmp_path: Path) 
     assert [(h.id, h.document.content, h.score) for h in hits] == [(h.id, h.document.content, h.score) for h in fresh]
     assert len(calls) == 2  # the fast path, then the read transaction
     assert hits and {h.id for h in hits} <= set(TEXTS) and reader.count_documents() == 4
+
+
+def test_filters_equal_in_python_but_not_in_the_filter_language_are_cached_apart(tmp_path: Path) -> None:
+    s = EmbeddedStore(tmp_path / "s", progress=False)
+    s.write_documents([Document(id="t", content="a flag", meta={"flag": True}, embedding=[1, 0])])
+    s.write_documents([Document(id="one", content="a flag", meta={"flag": 1}, embedding=[1, 0])])
+    for flag, want in ((True, "t"), (1, "one"), (True, "t")):  # True == 1 and hash(True) == hash(1) in Python
+        assert [h.id for h in s.search_dense([1, 0], filters={"flag": flag})] == [want]
+        assert [h.id for h in s.search_bm25("flag", filters={"flag": flag})] == [want]
+        assert s.count_documents({"flag": flag}) == 1
