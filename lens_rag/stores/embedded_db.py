@@ -38,6 +38,7 @@ from lens_rag.errors import StoreCorruptedError, StoreError
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "CACHE_KIB",
     "DB_NAME",
     "EMPTY_SNAPSHOT",
     "FORMAT_NAME",
@@ -61,6 +62,7 @@ FORMAT_NAME = "lens-rag-embedded"
 FORMAT_VERSION = 2
 DB_NAME = "store.sqlite"
 BUSY_TIMEOUT_S = 60.0
+CACHE_KIB = 32 * 1024  # SQLite page cache per connection (the default is 2 MiB)
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -85,6 +87,12 @@ def connect(path: Path | None) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise StoreError(f"SQLite refused WAL mode for {target!r} (got {mode!r}); use a local file system")
         conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk before write_documents returns
+        # Result rows are fetched by row number at random: with SQLite's default 2 MiB page cache most
+        # fetches of a mid-sized store miss and go to the OS (SciFact, 5,183 passages, 29 MB: bm25 top-101
+        # p50 -14 % with 32 MiB, interleaved). The cache fills only as pages are read and is dropped when
+        # another connection commits. (mmap_size gained a few % more, but a file truncated under a mapping
+        # is a SIGBUS, not an error.)
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return conn
 
 
