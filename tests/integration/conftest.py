@@ -42,3 +42,19 @@ def es_url() -> str:
     if not url:
         _missing('ES_URL is not set; start Elasticsearch first: eval "$(scripts/elasticsearch.sh start)"')
     return url  # type: ignore[return-value]
+
+
+# --- BEIR SciFact (never copied into the repository) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def scifact():
+    """BEIR SciFact test split from LENS_RAG_SCIFACT (default: the shared dataset folder)."""
+    from pathlib import Path
+
+    folder = Path(os.environ.get("LENS_RAG_SCIFACT", "/work/shared/datasets/scifact"))
+    if not (folder / "corpus.jsonl").is_file():
+        _missing(f"SciFact not found at {folder}; set LENS_RAG_SCIFACT to a BEIR SciFact folder")
+    from lens_rag.evaluation import load_beir
+
+    return load_beir(folder)

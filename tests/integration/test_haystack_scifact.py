@@ -33,17 +33,7 @@ from lens_rag.indexing import default_cache_dir
 
 pytestmark = pytest.mark.integration
 
-SCIFACT = Path(os.environ.get("LENS_RAG_SCIFACT", "/work/shared/datasets/scifact"))
 N_QUERIES = 20
-
-
-@pytest.fixture(scope="module")
-def scifact() -> Any:
-    if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.skip(f"SciFact not found at {SCIFACT}; set LENS_RAG_SCIFACT to a BEIR SciFact folder")
-    from lens_rag.evaluation import load_beir
-
-    return load_beir(SCIFACT)
 
 
 @pytest.fixture(scope="module")

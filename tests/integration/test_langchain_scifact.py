@@ -6,9 +6,7 @@ encoded once is never encoded again), a real Elasticsearch, the first 20 test qu
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,17 +22,7 @@ from lens_rag.stores.embedded import EmbeddedStore
 
 pytestmark = pytest.mark.integration
 
-SCIFACT = Path(os.environ.get("LENS_RAG_SCIFACT", "/work/shared/datasets/scifact"))
 N_QUERIES = 20
-
-
-@pytest.fixture(scope="module")
-def scifact() -> Any:
-    if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.skip(f"SciFact not found at {SCIFACT}; set LENS_RAG_SCIFACT to a BEIR SciFact folder")
-    from lens_rag.evaluation import load_beir
-
-    return load_beir(SCIFACT)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -53,18 +54,28 @@ class LensRagVectorStore(VectorStore):
         return self._embedding
 
     # ---------------------------------------------------------------- writing
-    def _documents(
-        self, texts: Sequence[str], metadatas: Sequence[dict[str, Any]] | None, ids: Sequence[str | None] | None
-    ) -> list[Document]:
+    @staticmethod
+    def _check_lengths(texts: Sequence[str], metadatas: Sequence[Any] | None, ids: Sequence[Any] | None) -> None:
         if metadatas is not None and len(metadatas) != len(texts):
             raise ConfigurationError(f"metadatas has {len(metadatas)} entries for {len(texts)} texts")
         if ids is not None and len(ids) != len(texts):
             raise ConfigurationError(f"ids has {len(ids)} entries for {len(texts)} texts")
+
+    def _documents(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]] | None,
+        ids: Sequence[str | None] | None,
+        dense: Sequence[Sequence[float]],
+        sparse: Sequence[Any] | None,
+    ) -> list[Document]:
         return [
             Document(
                 id=str(ids[i]) if ids is not None and ids[i] is not None else str(uuid.uuid4()),
                 content=text,
                 meta=dict(metadatas[i]) if metadatas is not None else {},
+                embedding=[float(x) for x in dense[i]],
+                sparse_embedding=sparse[i] if sparse is not None else None,
             )
             for i, text in enumerate(texts)
         ]
@@ -78,15 +89,12 @@ class LensRagVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         texts = list(texts)
-        docs = self._documents(texts, metadatas, ids)
-        if not docs:
+        self._check_lengths(texts, metadatas, ids)
+        if not texts:
             return []
-        for doc, vector in zip(docs, self._embedding.embed_documents(texts)):
-            doc.embedding = list(vector)
-        if self.sparse_encoder is not None:
-            for doc, sparse in zip(docs, self.sparse_encoder.encode_documents(texts)):
-                doc.sparse_embedding = sparse
-        return list(self.store.write_documents(docs).ids)
+        dense = self._embedding.embed_documents(texts)
+        sparse = self.sparse_encoder.encode_documents(texts) if self.sparse_encoder is not None else None
+        return list(self.store.write_documents(self._documents(texts, metadatas, ids, dense, sparse)).ids)
 
     async def aadd_texts(
         self,
@@ -97,16 +105,16 @@ class LensRagVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         texts = list(texts)
-        docs = self._documents(texts, metadatas, ids)
-        if not docs:
+        self._check_lengths(texts, metadatas, ids)
+        if not texts:
             return []
-        for doc, vector in zip(docs, await self._embedding.aembed_documents(texts)):
-            doc.embedding = list(vector)
-        if self.sparse_encoder is not None:
-            import asyncio
-
-            for doc, sparse in zip(docs, await asyncio.to_thread(self.sparse_encoder.encode_documents, texts)):
-                doc.sparse_embedding = sparse
+        dense = await self._embedding.aembed_documents(texts)
+        sparse = (
+            await asyncio.to_thread(self.sparse_encoder.encode_documents, texts)
+            if self.sparse_encoder is not None
+            else None
+        )
+        docs = self._documents(texts, metadatas, ids, dense, sparse)
         write_async = getattr(self.store, "write_documents_async", None)
         result = await write_async(docs) if write_async is not None else self.store.write_documents(docs)
         return list(result.ids)
