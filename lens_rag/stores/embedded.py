@@ -23,9 +23,15 @@ to that snapshot: rows are append-only between compactions, so new rows are appe
 in-memory matrices and deaths read from an index on `dead_gen`; BM25 (immutable in bm25s) is
 rebuilt when the live set changed, keyed by the content generation, and shared through ``cache/``.
 No state is ever written back from memory, so no process can overwrite another's writes.
+A search or count first reads the store's generation (one autocommit statement; it advances with
+every document change in any process): if it is the one this object's caches were built at, the
+search runs on them without a transaction and fetches its result rows in one statement that reads
+the generation again (a change in between, such as a compaction renumbering rows, redoes the
+search in a read transaction). So a warm search costs two statements, as cheap as before the
+store had one commit point, and still sees another process's commit at the next search.
 
 **Filters** run in SQL over the JSON metadata (:func:`lens_rag.filters.filters_to_sql`), never in
-a Python loop. The matching rows are kept in a small LRU per parsed filter and brought forward
+a Python loop. The matching rows are kept in a small LRU per filter (its SQL) and brought forward
 across later writes and deletes (only the new rows are filtered again; a metadata update refilters).
 A filter that keeps at most 5 % of the rows scores only those rows (a gather of dense rows, a CSR
 row slice), so a selective filtered search costs far less than an unfiltered one. Expression
