@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 #: Support at or above this links a sentence to a passage; below it the sentence is "unsupported".
-#: Calibrated on SciFact answers from SmolLM2-135M (benchmarks/serve_attribution.py).
+#: Chosen on 50 SciFact claims answered by SmolLM2-135M (benchmarks/serve_attribution.py, benchmarks/RESULTS.md):
+#: 45 % of sentences supported, 56 % of those by a relevant document; higher thresholds gain little precision.
 DEFAULT_THRESHOLD = 0.45
 DEFAULT_LEXICAL_WEIGHT = 0.5
 
