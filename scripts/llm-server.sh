@@ -96,9 +96,10 @@ start() {
   gguf="${LENS_RAG_LLM_GGUF:-$(cd "$ROOT" && "$PYTHON" -c 'from lens_rag.models import smollm2_gguf_path; print(smollm2_gguf_path())')}"
   port="${LENS_RAG_LLM_PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   mkdir -p "$STATE"
-  # setsid: the server outlives this shell; loopback only.
+  # setsid: the server outlives this shell; loopback only. --interrupt_requests False: by default a new
+  # request ends the stream in progress, so two clients (a chat page and a test) would cut each other off.
   setsid "$PYTHON" -m llama_cpp.server --model "$gguf" --model_alias "$ALIAS" --host 127.0.0.1 --port "$port" \
-    --n_threads "$THREADS" --n_ctx "$CTX" >"$STATE/server.log" 2>&1 </dev/null &
+    --n_threads "$THREADS" --n_ctx "$CTX" --interrupt_requests False >"$STATE/server.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$STATE/pid"
   url="http://127.0.0.1:$port/v1"
