@@ -36,6 +36,7 @@ __all__ = [
     "ANSWER_TEMPLATE",
     "Answer",
     "Citation",
+    "answer_from_text",
     "answer_question",
     "answer_question_async",
     "build_answer_prompt",
@@ -206,7 +207,8 @@ def parse_citations(text: str) -> list[int]:
     return numbers
 
 
-def _make_answer(question: str, text: str, passages: list[ScoredDocument], model: str) -> Answer:
+def answer_from_text(question: str, text: str, passages: list[ScoredDocument], model: str) -> Answer:
+    """An :class:`Answer` from the LLM's text: its ``[n]`` citations mapped to `passages`, out-of-range ones apart."""
     citations, invalid = [], []
     for n in parse_citations(text):
         if 1 <= n <= len(passages):
@@ -258,7 +260,7 @@ def answer_question(
     passages = retriever.retrieve(question, top_k=top_k, filters=filters)
     messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget, example)
     text = llm.generate(messages, n=1, temperature=temperature, max_tokens=max_tokens)[0]
-    return _make_answer(question, text, passages, llm.model)
+    return answer_from_text(question, text, passages, llm.model)
 
 
 async def answer_question_async(
@@ -284,7 +286,7 @@ async def answer_question_async(
     passages = await retriever.retrieve_async(question, top_k=top_k, filters=filters)
     messages = build_answer_prompt(question, passages, template, system_prompt, passage_token_budget, example)
     text = (await llm.generate_async(messages, n=1, temperature=temperature, max_tokens=max_tokens))[0]
-    return _make_answer(question, text, passages, await model_name_async(llm))
+    return answer_from_text(question, text, passages, await model_name_async(llm))
 
 
 def format_answer(answer: Answer, snippet_chars: int = 160) -> str:

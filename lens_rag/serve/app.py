@@ -46,10 +46,9 @@ from lens_rag.answer import (
     ANSWER_SYSTEM_PROMPT,
     ANSWER_TEMPLATE,
     Answer,
-    Citation,
+    answer_from_text,
     answer_question_async,
     build_answer_prompt,
-    parse_citations,
 )
 from lens_rag.attribution import DEFAULT_THRESHOLD, Embed, SentenceAttribution, attribute_answer
 from lens_rag.documents import ScoredDocument
@@ -168,17 +167,6 @@ def passage_json(number: int | None, hit: ScoredDocument) -> dict[str, Any]:
         "sources": {name: {"score": s.score, "rank": s.rank} for name, s in hit.sources.items()},
         "meta": {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool) or v is None},
     }
-
-
-def _answer_from_text(question: str, text: str, passages: list[ScoredDocument], model: str) -> Answer:
-    citations, invalid = [], []
-    for n in parse_citations(text):
-        if 1 <= n <= len(passages):
-            hit = passages[n - 1]
-            citations.append(Citation(n, hit.id, hit.rank, hit.score, hit.document.meta.get("title")))
-        else:
-            invalid.append(n)
-    return Answer(question, text.strip(), passages, citations, invalid, model)
 
 
 async def _stream_text(llm: LLMClient, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> Any:
@@ -576,7 +564,7 @@ def create_app(
                                                          max_tokens=max_tokens))[0]  # fmt: skip
                         pieces, streamed = [text], False
                         yield chunk({"content": text if text.strip() else EMPTY_ANSWER})
-                    answer = _answer_from_text(question, "".join(pieces), passages, await model_name_async(llm))
+                    answer = answer_from_text(question, "".join(pieces), passages, await model_name_async(llm))
                 except LLMError as e:
                     logger.warning("no answer generated (stream): %s", e)
                     error = type(e).__name__
