@@ -82,6 +82,9 @@ class Encoders:
     :param dense_model: dense model alias, path or name.
     :param sparse_config: a saved `to_config()` that wins over `sparse_model` (from a store's info).
     :param dense_config: likewise for the dense encoder.
+    :param sparse_query_model: a query-side model for the sparse encoder (``lens-rag adapt`` output);
+        documents are still encoded by the sparse model, so a store's vectors stay valid.
+    :param dense_query_model: likewise for the dense encoder.
     """
 
     def __init__(
@@ -92,31 +95,37 @@ class Encoders:
         sparse_config: Mapping[str, Any] | None = None,
         dense_config: Mapping[str, Any] | None = None,
         progress: bool = True,
+        sparse_query_model: str | None = None,
+        dense_query_model: str | None = None,
     ) -> None:
         self.sparse_model = sparse_model
         self.dense_model = dense_model
         self.sparse_config = sparse_config
         self.dense_config = dense_config
         self.progress = progress
+        self.sparse_query_model = sparse_query_model
+        self.dense_query_model = dense_query_model
         self._sparse: SparseEncoder | None = None
         self._dense: DenseEncoder | None = None
 
     @property
     def sparse(self) -> SparseEncoder:
         if self._sparse is None:
-            if self.sparse_config is not None:
-                self._sparse = sparse_encoder_from_config({**self.sparse_config, "progress": self.progress})
-            else:
-                self._sparse = _sparse_for(self.sparse_model, self.progress)
+            config = self.sparse_config
+            if config is None:
+                config = _sparse_for(self.sparse_model, self.progress).to_config()
+            extra = {} if self.sparse_query_model is None else {"query_model": self.sparse_query_model}
+            self._sparse = sparse_encoder_from_config({**config, "progress": self.progress, **extra})
         return self._sparse
 
     @property
     def dense(self) -> DenseEncoder:
         if self._dense is None:
-            if self.dense_config is not None:
-                self._dense = dense_encoder_from_config({**self.dense_config, "progress": self.progress})
-            else:
-                self._dense = _dense_for(self.dense_model, self.progress)
+            config = self.dense_config
+            if config is None:
+                config = _dense_for(self.dense_model, self.progress).to_config()
+            extra = {} if self.dense_query_model is None else {"query_model": self.dense_query_model}
+            self._dense = dense_encoder_from_config({**config, "progress": self.progress, **extra})
         return self._dense
 
 

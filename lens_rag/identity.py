@@ -66,6 +66,8 @@ RUNTIME_KEYS = frozenset(
         "attn_implementation",
         "cache_dir",
         "timeout",
+        # The query side only: a store's vectors are the document side's (lens-rag adapt trains query encoders).
+        "query_model",
     }
 )
 # Left out of the hash too: the registered class name (two implementations of one model agree).

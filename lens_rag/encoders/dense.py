@@ -44,6 +44,10 @@ class SentenceTransformerDenseEncoder:
     :param normalize: L2-normalise the embeddings (dot product = cosine).
     :param progress: show a progress bar for more than one batch.
     :param device: torch device; `None` lets sentence-transformers choose.
+    :param query_model: a different model for queries only, e.g. a query encoder adapted by
+        ``lens-rag adapt`` (:mod:`lens_rag.training.adapt`) against the document vectors `model` wrote.
+        Documents are always encoded by `model`, so a store indexed with `model` stays valid and its
+        recorded encoder identity (which describes the document side) is unchanged. `None`: `model`.
 
     Usage::
 
@@ -60,9 +64,12 @@ class SentenceTransformerDenseEncoder:
         normalize: bool = True,
         progress: bool = True,
         device: str | None = None,
+        query_model: str | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a model name or path, got {model!r}")
+        if query_model is not None and (not isinstance(query_model, str) or not query_model):
+            raise ConfigurationError(f"query_model must be a model name or path, or None, got {query_model!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")
         for name, p in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
@@ -76,7 +83,9 @@ class SentenceTransformerDenseEncoder:
         self.progress = progress
         self.device = device
         self.name = Path(model.rstrip("/")).name
+        self.query_model = query_model
         self._model: Any = None
+        self._query_encoder: SentenceTransformerDenseEncoder | None = None
 
     def warm_up(self) -> None:
         """Load the model once; safe to call repeatedly.
@@ -111,8 +120,30 @@ class SentenceTransformerDenseEncoder:
         return "transformers" if isinstance(self._model, _TransformersBackend) else "sentence-transformers"
 
     def close(self) -> None:
-        """Release the model."""
+        """Release the model (and the query model)."""
         self._model = None
+        self._query_encoder = None
+
+    def _queries(self) -> SentenceTransformerDenseEncoder:
+        """The encoder of the query side: `self`, or the `query_model` twin (checked to share the dimension)."""
+        if self.query_model is None:
+            return self
+        if self._query_encoder is None:
+            twin = SentenceTransformerDenseEncoder(
+                self.query_model,
+                query_prompt=self.query_prompt,
+                batch_size=self.batch_size,
+                normalize=self.normalize,
+                progress=self.progress,
+                device=self.device,
+            )
+            if twin.dimension != self.dimension:
+                raise ConfigurationError(
+                    f"query_model={self.query_model!r} embeds in {twin.dimension} dimensions but model={self.model!r} "
+                    f"in {self.dimension}; a query model must match the document model's vectors"
+                )
+            self._query_encoder = twin
+        return self._query_encoder
 
     @property
     def dimension(self) -> int:
@@ -142,7 +173,7 @@ class SentenceTransformerDenseEncoder:
 
         :raises ConfigurationError: on an empty or non-string text.
         """
-        return self._encode(texts, self.query_prompt)
+        return self._queries()._encode(texts, self.query_prompt)
 
     def encode_documents_array(self, texts: Sequence[str]) -> np.ndarray:
         """`[n, dimension]` float32 document embeddings.
@@ -170,6 +201,7 @@ class SentenceTransformerDenseEncoder:
             "normalize": self.normalize,
             "progress": self.progress,
             "device": self.device,
+            "query_model": self.query_model,
         }
 
     @classmethod

@@ -57,7 +57,7 @@ def mine_hard_negatives(
         teacher does not find the positive, so its negatives would be noise) or no negative is left.
     :raises ConfigurationError: on `k < 1` or `perc` outside `(0, 1]`.
     """
-    if not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigurationError(f"k must be a positive integer, got {k!r}")
     if not 0 < perc <= 1:
         raise ConfigurationError(f"perc must be in (0, 1], got {perc!r}; NV-Retriever uses 0.95")
