@@ -176,12 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_args(p)
     # --- end serve ---
 
-    p = sub.add_parser("build-head", help="cluster a causal LM's head into a k-dimensional LENS head")
-    p.add_argument("--model", required=True, help="causal LM path or name (a folder with a GGUF: add --gguf-file)")
+    # --- build-head (lens_rag/encoders/head_builder.py, lens_rag/training/cluster_head.py; owner: cluster-head) ---
+    p = sub.add_parser(
+        "build-head",
+        help="cluster an LM's head into a k-dimensional LENS head (a masked LM such as splade-tiny: --train it)",
+    )
+    p.add_argument(
+        "--model", required=True,
+        help="causal LM (a folder with a GGUF: add --gguf-file) or masked LM (e.g. splade-tiny) path, name or alias",
+    )  # fmt: skip
     p.add_argument("--clusters", type=int, required=True, help="k, e.g. 4000 or 8000")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside --model")
+    p.add_argument(
+        "--train", action="store_true",
+        help="masked LMs: train the clustered model to rank like the full one on --corpus (score distillation)",
+    )  # fmt: skip
+    p.add_argument(
+        "--corpus", default=None,
+        help="with --train: the passages to train on (an embedded store directory, BEIR folder, JSONL or text folder)",
+    )  # fmt: skip
+    p.add_argument("--budget", type=float, default=15.0, help="with --train: minutes of training at most (default 15)")
+    p.add_argument("--max-steps", type=int, default=None, help="with --train: optimiser steps at most")
+    p.add_argument("--epochs", type=float, default=1.0, help="with --train: passes over the pseudo-queries")
+    p.add_argument("--batch-size", type=int, default=16, help="with --train: pseudo-queries per step")
+    p.add_argument("--learning-rate", type=float, default=1e-4, help="with --train: AdamW learning rate")
+    p.add_argument("--train-head", action="store_true", help="with --train: train the clustered head too")
+    p.add_argument("--loss", default="kl", choices=["kl", "margin_mse", "kl+margin_mse"], help="with --train")
+    p.add_argument("--work-dir", default=None, help="with --train: cache of intermediate files (default ~/.cache)")
+    # --- end build-head ---
     return parser
 
 
@@ -793,13 +817,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_build_head(args: argparse.Namespace) -> int:
+    # --- build-head (owner: cluster-head) ---
     from lens_rag.encoders.head_builder import build_head_command
 
+    if args.train or args.corpus is not None:
+        from lens_rag.training.cluster_head import train_head_command
+
+        report = train_head_command(
+            args.model, args.clusters, args.out, corpus=args.corpus, train=args.train, seed=args.seed,
+            budget_minutes=args.budget, max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, train_head=args.train_head, loss=args.loss, work_dir=args.work_dir,
+            gguf_file=args.gguf_file, progress=args.progress,
+        )  # fmt: skip
+        print(
+            f"trained {args.clusters}-cluster model written to {report.out} ({report.steps} steps, stopped by "
+            f"{report.stopped_by}, loss {report.first_loss:.4f} -> {report.last_loss:.4f}, "
+            f"{report.seconds.get('total', 0.0):.0f} s). Use it with --sparse-model {report.out}"
+        )
+        return 0
     out = build_head_command(
         args.model, args.clusters, args.out, seed=args.seed, gguf_file=args.gguf_file, progress=args.progress
     )
     print(f"LENS model written to {out}. Its clustered head is untrained: fine-tune it before relying on it.")
     return 0
+    # --- end build-head ---
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ __all__ = [
     "build_head_command",
     "build_lens_head",
     "centroids_from_assignments",
+    "cluster_bias",
     "kmeans",
     "load_causal_lm",
     "save_lens_model",
@@ -58,6 +59,8 @@ class ClusteredHead:
     :param seed: the k-means seed.
     :param iterations: Lloyd iterations run.
     :param inertia: final sum of squared distances to the centroids.
+    :param bias: `[k]` cluster biases of a head with a bias (an MLM decoder): the mean of the members'
+        biases, so that cluster logit = mean of the member tokens' logits still holds; `None` without one.
     """
 
     weight: torch.Tensor
@@ -65,6 +68,7 @@ class ClusteredHead:
     seed: int
     iterations: int
     inertia: float
+    bias: torch.Tensor | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -161,6 +165,29 @@ def kmeans(
     return centroids, labels, it, inertia
 
 
+def cluster_bias(bias: torch.Tensor, assignments: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """Mean of the biases of each cluster's members (zero for an empty cluster).
+
+    With centroid rows and these biases, a cluster's logit is exactly the mean of its member tokens'
+    logits: `mean_t (w_t·h + b_t) = (mean_t w_t)·h + mean_t b_t`.
+
+    :param bias: `[vocab]` head biases.
+    :param assignments: `[vocab]` cluster ids.
+    :param n_clusters: number of clusters.
+    :returns: `[n_clusters]` float32 biases.
+    """
+    return centroids_from_assignments(bias.detach().float().reshape(-1, 1), assignments, n_clusters)[:, 0]
+
+
+def _lm_head_bias(model: nn.Module | torch.Tensor) -> torch.Tensor | None:
+    if isinstance(model, torch.Tensor):
+        return None
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    bias = getattr(head, "bias", None)
+    return bias if isinstance(bias, torch.Tensor) else None
+
+
 def _lm_head_weight(model: nn.Module | torch.Tensor) -> torch.Tensor:
     if isinstance(model, torch.Tensor):
         if model.dim() != 2:
@@ -185,11 +212,17 @@ def build_lens_head(
     n_iter: int = 20,
     backend: str | None = None,
     progress: bool = True,
+    bias: torch.Tensor | None = None,
+    warn_untrained: bool = True,
 ) -> ClusteredHead:
-    """K-means over the LM-head rows; the centroids become a `Linear(hidden, k, bias=False)` head.
+    """K-means over the LM-head rows; the centroids become a `Linear(hidden, k)` head.
 
     **The result is untrained and needs fine-tuning** (METHODS.md: an untrained 4,000-cluster head took
-    SPLADE-tiny from 0.644 to 0.167 nDCG@10 on SciFact); a warning is logged every time.
+    SPLADE-tiny from 0.644 to 0.167 nDCG@10 on SciFact); a warning is logged unless `warn_untrained` is
+    False (:mod:`lens_rag.training.cluster_head` trains it right after).
+
+    A head with a bias (an MLM decoder such as BERT's/SPLADE's) gets cluster biases too: the mean of the
+    members' biases (:func:`cluster_bias`), so cluster logit = mean of the member tokens' logits.
 
     :param model: a causal/masked LM with an LM head, or its `[vocab, hidden]` head weight.
     :param n_clusters: k (4,000 or 8,000 in the paper); 1 ≤ k ≤ vocabulary size.
@@ -197,8 +230,10 @@ def build_lens_head(
     :param n_iter: maximum Lloyd iterations.
     :param backend: nearest-centroid search: `"faiss"`, `"sklearn"`, or `None` (faiss when installed).
     :param progress: show a progress bar.
-    :returns: the centroids and the token → cluster map.
-    :raises ConfigurationError: if `n_clusters` is not in `[1, vocab]`.
+    :param bias: the `[vocab]` head bias when `model` is a bare weight; read from the model's head otherwise.
+    :param warn_untrained: log the "untrained" warning.
+    :returns: the centroids (and cluster biases) and the token → cluster map.
+    :raises ConfigurationError: if `n_clusters` is not in `[1, vocab]`, or `bias` does not match the vocabulary.
     :raises ModelLoadError: if the model has no LM head.
 
     Usage::
@@ -214,14 +249,19 @@ def build_lens_head(
             f"n_clusters must be between 1 and the vocabulary size ({vocab}), got {n_clusters!r}; "
             "the paper uses 4000 or 8000 for a 32k vocabulary"
         )
-    logger.warning("building a %s-cluster LENS head: %s", n_clusters, UNTRAINED_WARNING)
+    head_bias = _lm_head_bias(model) if bias is None else bias
+    if head_bias is not None and tuple(head_bias.shape) != (vocab,):
+        raise ConfigurationError(f"bias must have shape ({vocab},) like the head's rows, got {tuple(head_bias.shape)}")
+    if warn_untrained:
+        logger.warning("building a %s-cluster LENS head: %s", n_clusters, UNTRAINED_WARNING)
     t0 = time.perf_counter()
     _, labels, iterations, inertia = kmeans(weight.numpy(), n_clusters, seed, n_iter, backend, progress)
     assignments = torch.from_numpy(labels)
     # Exact means of the final assignment, so that cluster logit = mean of member-token logits holds.
     centroids = centroids_from_assignments(weight, assignments, n_clusters)
+    biases = None if head_bias is None else cluster_bias(head_bias, assignments, n_clusters)
     logger.info("k-means over %s × %s rows took %.1f s", vocab, weight.shape[1], time.perf_counter() - t0)
-    return ClusteredHead(centroids, assignments, seed, iterations, inertia)
+    return ClusteredHead(centroids, assignments, seed, iterations, inertia, biases)
 
 
 def load_causal_lm(model: str, gguf_file: str | None = None) -> tuple[PreTrainedModel, Any]:
@@ -344,6 +384,9 @@ def build_head_command(
     """`lens-rag build-head`: load a causal LM, cluster its LM head, write a LENS model directory.
 
     **The written model is untrained and needs fine-tuning before retrieval use** (see module docstring).
+    A masked LM (e.g. ``"splade-tiny"``) gets an untrained clustered MLM directory instead, which
+    `MLMSparseEncoder` loads (:func:`lens_rag.training.cluster_head.export_clustered_mlm`); train it with
+    :func:`lens_rag.training.cluster_head.train_cluster_head` (`lens-rag build-head --train`).
 
     :param model: a model directory, Hub name or alias.
     :param n_clusters: k.
@@ -355,6 +398,11 @@ def build_head_command(
     :raises ModelLoadError: if the model cannot be loaded or has no LM head.
     :raises ConfigurationError: if `n_clusters` is out of range.
     """
+    if gguf_file is None:
+        from lens_rag.training.cluster_head import export_clustered_mlm, is_masked_lm
+
+        if is_masked_lm(model):  # a SPLADE-style MLM: an MLMSparseEncoder directory, not a LENS one
+            return export_clustered_mlm(model, n_clusters, out, seed=seed, progress=progress)
     t0 = time.perf_counter()
     lm, tokenizer = load_causal_lm(model, gguf_file)
     logger.info("loaded %s in %.1f s", model, time.perf_counter() - t0)

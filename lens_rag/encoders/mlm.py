@@ -25,11 +25,35 @@ from lens_rag.errors import ConfigurationError, ModelLoadError
 from lens_rag.models import DEFAULT_SPARSE_MODEL, resolve_model
 from lens_rag.sparse import SparseVector
 
-__all__ = ["MLMSparseEncoder"]
+__all__ = ["CLUSTER_HEAD_FILE", "MLMSparseEncoder", "read_cluster_head_info"]
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "lens_rag_encoder.json"
+# A LENS-style clustered head of an MLM (see lens_rag.training.cluster_head): `weight` [k, hidden], `bias` [k]
+# and `token_to_cluster` [vocab]; when present it replaces the vocabulary head, so the vectors have k dimensions.
+CLUSTER_HEAD_FILE = "cluster_head.safetensors"
+
+
+def read_cluster_head_info(model: str) -> dict[str, Any] | None:
+    """The `cluster_head` block of a model directory's `lens_rag_encoder.json`, or `None` without a clustered head.
+
+    Reads one small JSON file; a name that is not a local directory (an alias, a Hub name) gives `None`.
+
+    :param model: the model alias, name or path.
+    :returns: e.g. `{"n_clusters": 4000, "fingerprint": "…", "trained": True, …}`, or `None`.
+    """
+    if model == DEFAULT_SPARSE_MODEL:
+        return None
+    directory = Path(model)
+    try:
+        if not (directory / CLUSTER_HEAD_FILE).is_file():
+            return None
+        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"fingerprint": None}
+    block = config.get("cluster_head") if isinstance(config, dict) else None
+    return dict(block) if isinstance(block, dict) else {"fingerprint": None}
 
 
 def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
@@ -55,8 +79,14 @@ class MLMSparseEncoder:
     passage silently indexed as a zero vector is a bug. Texts longer than the maximum length are
     truncated (keeping the final `[SEP]`) with one warning per call.
 
+    A model directory holding `cluster_head.safetensors` (written by
+    :func:`lens_rag.training.cluster_head.train_cluster_head` or `lens-rag build-head --model splade-tiny
+    --train`) has a LENS-style clustered head: its `k` rows (and biases) replace the vocabulary head, so the
+    vectors have `k` dimensions (indices `0 … k-1`, one per token cluster) and encoding skips most of the
+    head's cost. Nothing else changes: the MLM transform layer, pooling and scoring are the same.
+
     :param model: `"splade-tiny"` (packaged, offline), a local path, or a Hugging Face name of a
-        masked-LM checkpoint with its MLM head.
+        masked-LM checkpoint with its MLM head (or a directory with a clustered head, see above).
     :param max_length: maximum tokens per document, special tokens included.
     :param batch_size: texts per forward pass.
     :param progress: show a progress bar when more than one batch is encoded.
@@ -131,6 +161,9 @@ class MLMSparseEncoder:
             )
         weight = head.weight.detach()
         bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
+        clustered = Path(path) / CLUSTER_HEAD_FILE
+        if clustered.is_file():
+            weight, bias = _load_cluster_head(clustered, int(weight.shape[1]))
         # Replace the vocabulary projection by identity so the model returns the hidden states entering it;
         # the projection is applied, chunked and pooled, by max_pool_saturated_logits.
         for parent in model.modules():
@@ -145,6 +178,11 @@ class MLMSparseEncoder:
         self._model = model
         logger.info("loaded masked-LM encoder %s (vocab %s) on %s", path, weight.shape[0], device)
 
+    @property
+    def is_clustered(self) -> bool:
+        """Whether the model directory has a clustered (LENS-style) head; reads no weights."""
+        return (Path(resolve_model(self.model)) / CLUSTER_HEAD_FILE).is_file()
+
     def close(self) -> None:
         """Release the model; the next encode loads it again."""
         self._model = self._tokenizer = self._weight = self._bias = None
@@ -152,7 +190,7 @@ class MLMSparseEncoder:
     # ------------------------------------------------------------------ encoding
     @property
     def dimension(self) -> int:
-        """Vocabulary size (loads the model)."""
+        """Vocabulary size, or the number of clusters of a clustered head (loads the model)."""
         self.warm_up()
         assert self._weight is not None
         return int(self._weight.shape[0])
@@ -235,8 +273,13 @@ class MLMSparseEncoder:
 
     # ------------------------------------------------------------------ configuration
     def to_config(self) -> dict[str, Any]:
-        """JSON-serialisable constructor arguments (see :meth:`from_config`)."""
-        return {
+        """JSON-serialisable constructor arguments (see :meth:`from_config`).
+
+        A model directory with a clustered head adds `cluster_head_fingerprint` (a hash of its weights,
+        written when it was saved): the encoder identity of a store then changes when the directory is
+        trained again in place, so vectors of the old weights are never mixed with the new.
+        """
+        config: dict[str, Any] = {
             "type": "mlm",
             "model": self.model,
             "max_length": self.max_length,
@@ -245,11 +288,19 @@ class MLMSparseEncoder:
             "device": self.device,
             "query_max_length": self.query_max_length,
         }
+        head = read_cluster_head_info(self.model)
+        if head is not None:
+            config["cluster_head_fingerprint"] = head.get("fingerprint")
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MLMSparseEncoder:
-        """Rebuild from :meth:`to_config` output; missing keys take their defaults."""
-        kwargs = {k: v for k, v in config.items() if k != "type"}
+        """Rebuild from :meth:`to_config` output; missing keys take their defaults.
+
+        `cluster_head_fingerprint` describes the model directory, not an argument: it is not passed on
+        (the store's identity check compares it with the directory's current one).
+        """
+        kwargs = {k: v for k, v in config.items() if k not in ("type", "cluster_head_fingerprint")}
         return cls(**kwargs)
 
     def save(self, directory: str | Path) -> Path:
@@ -265,10 +316,43 @@ class MLMSparseEncoder:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         # The loaded model had its head swapped for identity: reload the checkpoint intact to save it.
-        AutoModelForMaskedLM.from_pretrained(resolve_model(self.model)).save_pretrained(out)
+        source = Path(resolve_model(self.model))
+        AutoModelForMaskedLM.from_pretrained(str(source)).save_pretrained(out)
         self._tokenizer.save_pretrained(out)
         config = self.to_config() | {"model": str(out), "source_model": self.model}
+        if (source / CLUSTER_HEAD_FILE).is_file():
+            import shutil
+
+            if (source / CLUSTER_HEAD_FILE).resolve() != (out / CLUSTER_HEAD_FILE).resolve():
+                shutil.copyfile(source / CLUSTER_HEAD_FILE, out / CLUSTER_HEAD_FILE)
+            config.pop("cluster_head_fingerprint", None)
+            config["cluster_head"] = read_cluster_head_info(str(source))
+
         config["pooling"] = "max over real tokens of log(1 + relu(mlm_logits)); no normalisation"
         config["library_versions"] = library_versions()
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return out
+
+
+def _load_cluster_head(path: Path, hidden: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`weight` [k, hidden] and `bias` [k] (or `None`) of a clustered head file, checked against the model."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise ModelLoadError(f"could not read the clustered head {str(path)!r}: {e}") from e
+    weight = tensors.get("weight")
+    if weight is None or weight.dim() != 2 or int(weight.shape[1]) != hidden:
+        shape = None if weight is None else tuple(weight.shape)
+        raise ModelLoadError(
+            f"the clustered head {str(path)!r} must hold `weight` of shape [k, {hidden}] (the model's hidden size), "
+            f"got {shape}; rebuild it from this model with `lens-rag build-head`"
+        )
+    bias = tensors.get("bias")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ModelLoadError(
+            f"the clustered head {str(path)!r} has `bias` of shape {tuple(bias.shape)}, expected ({weight.shape[0]},)"
+        )
+    return weight.float(), None if bias is None else bias.float()

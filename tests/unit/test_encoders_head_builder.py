@@ -96,3 +96,46 @@ def test_build_head_command_writes_a_loadable_lens_model(tiny_causal_lm_dir, tmp
     assert enc._tokenizer.convert_ids_to_tokens(ids[pos[0]]) == "<query>"
     q, d = enc.encode_queries(["what causes scurvy"])[0], enc.encode_documents(["vitamin c lack causes scurvy"])[0]
     assert 0 < len(q) <= 6 and abs(d.norm() - 1) < 1e-5
+
+
+def test_cluster_bias_makes_cluster_logit_the_mean_of_member_logits_with_bias(tiny_mlm_dir):
+    from transformers import AutoModelForMaskedLM
+
+    from lens_rag.encoders.head_builder import cluster_bias
+
+    mlm = AutoModelForMaskedLM.from_pretrained(tiny_mlm_dir)
+    decoder = mlm.get_output_embeddings()
+    with torch.no_grad():
+        decoder.bias.copy_(torch.randn(decoder.bias.shape, generator=torch.Generator().manual_seed(3)))
+    head = build_lens_head(mlm, n_clusters=5, seed=0, progress=False, warn_untrained=False)
+    assert head.bias is not None and head.bias.shape == (5,)
+    h = torch.randn(4, decoder.weight.shape[1])
+    with torch.no_grad():
+        token_logits = h @ decoder.weight.T + decoder.bias
+    cluster_logits = h @ head.weight.T + head.bias
+    for c in range(5):
+        members = head.token_to_cluster == c
+        torch.testing.assert_close(cluster_logits[:, c], token_logits[:, members].mean(dim=1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        cluster_bias(torch.tensor([1.0, 2.0, 3.0, 10.0]), torch.tensor([0, 0, 0, 2]), 3), torch.tensor([2.0, 0.0, 10.0])
+    )
+
+
+def test_causal_head_has_no_bias_and_a_wrong_bias_is_refused(tiny_causal_lm_dir):
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir)
+    assert build_lens_head(lm, n_clusters=4, progress=False).bias is None
+    weight = lm.get_output_embeddings().weight
+    with pytest.raises(ConfigurationError, match=r"bias must have shape \(\d+,\) like the head's rows, got \(3,\)"):
+        build_lens_head(weight, n_clusters=4, progress=False, bias=torch.zeros(3))
+
+
+def test_build_head_command_on_a_masked_lm_writes_an_untrained_mlm_directory(tiny_mlm_dir, tmp_path, caplog):
+    from lens_rag.encoders.mlm import CLUSTER_HEAD_FILE, MLMSparseEncoder
+
+    with caplog.at_level(logging.WARNING):
+        out = build_head_command(str(tiny_mlm_dir), n_clusters=6, out=str(tmp_path / "mlm"), progress=False)
+    assert (out / CLUSTER_HEAD_FILE).is_file() and not (out / "lens_config.json").exists()
+    assert "UNTRAINED" in caplog.text
+    assert MLMSparseEncoder(str(out), progress=False).dimension == 6

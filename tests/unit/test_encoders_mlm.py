@@ -114,3 +114,54 @@ def test_config_round_trip_and_save(tiny_mlm_dir, tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         MLMSparseEncoder(**kwargs)
+
+
+def test_clustered_head_file_replaces_the_vocabulary_head(tiny_mlm_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from lens_rag.encoders.mlm import CLUSTER_HEAD_FILE
+
+    d = tmp_path / "clustered"
+    shutil.copytree(tiny_mlm_dir, d)
+    enc_full = MLMSparseEncoder(str(tiny_mlm_dir), progress=False)
+    full_dim = enc_full.dimension
+    hidden = int(enc_full._weight.shape[1])
+    torch.manual_seed(4)
+    weight, bias = torch.randn(3, hidden), torch.randn(3)
+    save_file(
+        {"weight": weight, "bias": bias, "token_to_cluster": torch.arange(full_dim) % 3}, str(d / CLUSTER_HEAD_FILE)
+    )
+    enc = MLMSparseEncoder(str(d), progress=False)
+    assert enc.is_clustered and not enc_full.is_clustered
+    assert enc.dimension == 3
+    got = enc.encode_dense(TEXTS)
+    # The same body, the 3-row head: log1p(relu(max over real tokens of h @ weight.T + bias)).
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForMaskedLM.from_pretrained(d).eval()
+    model.cls.predictions.decoder = torch.nn.Identity()
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**batch).logits @ weight.T + bias
+    want = torch.log1p(torch.relu(logits.masked_fill(~batch["attention_mask"].bool()[..., None], -1e9).amax(1)))
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+    # Without a provenance file the identity still marks it as clustered (fingerprint unknown).
+    assert enc.to_config()["cluster_head_fingerprint"] is None
+    assert "cluster_head_fingerprint" not in enc_full.to_config()
+
+
+def test_clustered_head_of_the_wrong_width_is_refused(tiny_mlm_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from lens_rag.encoders.mlm import CLUSTER_HEAD_FILE
+
+    d = tmp_path / "bad"
+    shutil.copytree(tiny_mlm_dir, d)
+    save_file({"weight": torch.zeros(3, 7)}, str(d / CLUSTER_HEAD_FILE))
+    with pytest.raises(ModelLoadError, match=r"must hold `weight` of shape \[k, \d+\].*got \(3, 7\)"):
+        MLMSparseEncoder(str(d), progress=False).warm_up()
