@@ -53,6 +53,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--dense-model", default=None,
         help="dense sentence-transformers model (default: the store's, else all-MiniLM-L6-v2)",
     )  # fmt: skip
+    p.add_argument(
+        "--sparse-query-model", default=None, metavar="DIR",
+        help="encode queries with this model instead (e.g. OUT/sparse-query from `lens-rag adapt`); documents keep "
+        "the sparse model's vectors",
+    )  # fmt: skip
+    p.add_argument(
+        "--dense-query-model", default=None, metavar="DIR",
+        help="encode queries with this model instead (e.g. OUT/dense-query from `lens-rag adapt`)",
+    )  # fmt: skip
 
 
 def _add_retrieval_args(p: argparse.ArgumentParser) -> None:
@@ -176,6 +185,53 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_args(p)
     # --- end serve ---
 
+    # --- reindex (owner: lead) ---
+    p = sub.add_parser(
+        "reindex",
+        help="copy a store's passages into a new store, encoded by other models (e.g. a trained head from build-head)",
+    )
+    p.add_argument(
+        "--from", dest="source_store", required=True, help="the store to read: a directory or 'elasticsearch'"
+    )
+    p.add_argument("--from-index", default=None, help="Elasticsearch index to read (with --from elasticsearch)")
+    _add_store_args(p)
+    _add_model_args(p)
+    p.add_argument("--no-sparse", action="store_true", help="skip sparse vectors")
+    p.add_argument("--no-dense", action="store_true", help="skip dense vectors")
+    p.add_argument("--batch-size", type=int, default=256, help="documents per encode-and-write step")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or record document vectors on disk")
+    # --- end reindex ---
+
+    # --- adapt (lens_rag/training/adapt.py; owner: lead) ---
+    p = sub.add_parser(
+        "adapt",
+        help="adapt the query encoders to a store's passages without labels (pseudo-queries, hybrid teacher)",
+    )
+    _add_store_args(p)
+    _add_model_args(p)
+    p.add_argument("--out", required=True, help="output directory: OUT/sparse-query, OUT/dense-query, report")
+    p.add_argument("--members", default="sparse,dense", help="comma-separated: sparse, dense (default both)")
+    p.add_argument(
+        "--queries", default="heuristic", choices=["heuristic", "llm"],
+        help="pseudo-queries: heuristic (title + salient sentences, no LLM) or llm (--llm-url; cached, resumable)",
+    )  # fmt: skip
+    p.add_argument("--sentences", type=int, default=2, help="heuristic: salient sentences per passage as queries")
+    p.add_argument("--queries-per-passage", type=int, default=3, help="llm: queries sampled per passage")
+    p.add_argument("--llm-workers", type=int, default=1, help="llm: concurrent requests (the server's slots)")
+    p.add_argument("--max-passages", type=int, default=None, help="generate queries for N sampled passages only")
+    p.add_argument("--budget", type=float, default=None, metavar="MINUTES", help="training wall time, all members")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32, help="pseudo-queries per training step")
+    p.add_argument("--negatives", type=int, default=8, help="mined hard negatives per query")
+    p.add_argument("--perc", type=float, default=0.95, help="TopK-PercPos: drop negatives above PERC x positive")
+    p.add_argument("--kl-weight", type=float, default=0.0, help="weight of the distillation from the fused scores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default=None, help="training device, e.g. cuda (default: CUDA when available)")
+    p.add_argument("--work-dir", default=None, help="cache of the stages (default OUT/work)")
+    _add_llm_args(p)
+    # --- end adapt ---
+
     # --- build-head (lens_rag/encoders/head_builder.py, lens_rag/training/cluster_head.py; owner: cluster-head) ---
     p = sub.add_parser(
         "build-head",
@@ -210,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------- output
-_LONG_COMMANDS = frozenset({"index", "eval", "build-head"})
+_LONG_COMMANDS = frozenset({"index", "eval", "build-head", "adapt", "reindex"})
 
 
 @contextmanager
@@ -369,6 +425,8 @@ def _encoders(args: argparse.Namespace, info: dict[str, Any]) -> Any:
         sparse_config=_recorded_config(info, "sparse", args.sparse_model),
         dense_config=_recorded_config(info, "dense", args.dense_model),
         progress=False,
+        sparse_query_model=getattr(args, "sparse_query_model", None),
+        dense_query_model=getattr(args, "dense_query_model", None),
     )
 
 
@@ -843,6 +901,127 @@ def cmd_build_head(args: argparse.Namespace) -> int:
     # --- end build-head ---
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    # --- reindex (owner: lead) ---
+    from lens_rag.components import open_store
+    from lens_rag.indexing import EmbeddingCache, IndexReport, default_cache_dir, index_documents
+
+    same_dir = args.source_store == args.store and args.source_store not in ("elasticsearch", "es")
+    if same_dir or (args.source_store in ("elasticsearch", "es") and args.store in ("elasticsearch", "es")
+                    and (args.from_index or "lens-rag") == (args.index or "lens-rag")):  # fmt: skip
+        raise ConfigurationError(
+            "--from and --store name the same store; re-index into a new directory or Elasticsearch index (the old "
+            "one keeps working until you switch)"
+        )
+    if args.store == "memory":
+        raise ConfigurationError("--store memory would keep nothing; pass a new directory or 'elasticsearch'")
+    if args.source_store not in ("elasticsearch", "es") and not Path(args.source_store).is_dir():
+        raise ConfigurationError(f"--from {args.source_store!r} is not a store directory (nor 'elasticsearch')")
+    source = open_store(args.source_store, es_url=args.es_url, index=args.from_index, progress=False)
+    started = time.perf_counter()
+    report = IndexReport()
+    try:
+        total = source.count_documents()
+        if total == 0:
+            raise ConfigurationError(f"--from {args.source_store!r} holds no documents to re-index")
+        store = _store(args)
+        try:
+            if store.count_documents() > 0:
+                raise ConfigurationError(
+                    f"{_store_name(args)} already holds {store.count_documents()} documents; re-index into an empty "
+                    "store so that no vector of another model stays behind"
+                )
+            encoders = _encoders(args, {})
+            sparse = None if args.no_sparse else encoders.sparse
+            dense = None if args.no_dense else encoders.dense
+            if dense is not None and hasattr(store, "ensure_index"):  # Elasticsearch: map the dense field first
+                store.close()
+                store = _store(args, dense_dims=dense.dimension)
+            cache = None if args.no_cache else EmbeddingCache(default_cache_dir() / "embeddings")
+            documents = (d.without_embeddings() for d in source.iter_documents())
+            index_documents(
+                store, documents, sparse_encoder=sparse, dense_encoder=dense, batch_size=args.batch_size,
+                cache=cache, progress=args.progress, total=total, report=report,
+            )  # fmt: skip
+            written = store.count_documents()
+        finally:
+            store.close()
+    finally:
+        source.close()
+    print(
+        f"re-indexed {report.written} of {total} documents from {args.source_store} into {args.store} "
+        f"in {time.perf_counter() - started:.1f}s; {report.encoded} encodings computed, {report.cached} reused "
+        f"({written} in the new store)"
+    )
+    if report.failed:
+        for doc_id, reason in report.failed.items():
+            print(f"error: document {_printable(doc_id)!r} was not re-indexed: {_printable(reason)}", file=sys.stderr)
+        return 1
+    return 0
+    # --- end reindex ---
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    # --- adapt (owner: lead) ---
+    from lens_rag.training.adapt import AdaptOptions, adapt_store
+
+    info_store = _store(args)
+    info = _store_info(info_store)
+    encoders = _encoders(args, info)
+    generator: Any
+    if args.queries == "llm":
+        from lens_rag.expansion import LLMQueryGenerator
+        from lens_rag.indexing import default_cache_dir
+        from lens_rag.llm.base import LLMCache
+
+        generator = LLMQueryGenerator(
+            _llm_factory(args)(), n=args.queries_per_passage, workers=args.llm_workers,
+            cache=LLMCache(default_cache_dir() / "doc2query"),
+        )  # fmt: skip
+    else:
+        from lens_rag.expansion import HeuristicQueryGenerator
+
+        generator = HeuristicQueryGenerator(sentences=args.sentences)
+    members = tuple(m.strip() for m in args.members.split(",") if m.strip())
+    options = AdaptOptions(
+        members=members,  # type: ignore[arg-type]  # validated by AdaptOptions.validate
+        max_passages=args.max_passages,
+        negatives=args.negatives,
+        perc=args.perc,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        kl_weight=args.kl_weight,
+        budget_minutes=args.budget,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        progress=args.progress,
+    )
+    report = adapt_store(
+        info_store,
+        args.out,
+        sparse_encoder=encoders.sparse,
+        dense_encoder=encoders.dense,
+        generator=generator,
+        options=options,
+        work_dir=args.work_dir,
+    )
+    print(
+        f"adapted to {report.passages} passages: {report.queries} pseudo-queries, {report.examples} training examples "
+        f"({report.dropped_false_negatives} likely false negatives dropped)"
+    )
+    flags = []
+    for m in report.members:
+        losses = f"loss {m.first_loss:.3f} -> {m.last_loss:.3f}"
+        print(f"  {m.member}: {m.steps} steps in {m.seconds:.0f} s, {losses} -> {m.out}")
+        flags.append(f"--{m.member}-query-model {m.out}")
+    store_flag = f"--store {args.store}" + (f" --index {args.index}" if args.index else "")
+    print(f"search with them (documents keep their vectors, nothing to re-index):\n"
+          f"  lens-rag search QUERY {store_flag} {' '.join(flags)}")  # fmt: skip
+    return 0
+    # --- end adapt ---
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`lens-rag serve` (lens_rag/serve/run.py; owner: serve)."""
     from lens_rag.serve.run import serve_from_args
@@ -856,6 +1035,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "ask": cmd_ask,
     "build-head": cmd_build_head,
+    "adapt": cmd_adapt,
+    "reindex": cmd_reindex,
     "serve": cmd_serve,
 }
 

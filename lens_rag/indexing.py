@@ -37,7 +37,8 @@ def default_cache_dir() -> Path:
 
 def _encoder_key(encoder: Any) -> str:
     config = encoder.to_config() if hasattr(encoder, "to_config") else {"name": getattr(encoder, "name", "?")}
-    config = {k: v for k, v in config.items() if k not in ("progress", "batch_size", "device")}
+    # Document vectors only: runtime settings and the query-side model (lens-rag adapt) do not change them.
+    config = {k: v for k, v in config.items() if k not in ("progress", "batch_size", "device", "query_model")}
     blob = json.dumps({"class": type(encoder).__name__, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -92,6 +92,10 @@ class MLMSparseEncoder:
     :param progress: show a progress bar when more than one batch is encoded.
     :param device: torch device; `None` picks CUDA when available.
     :param query_max_length: maximum tokens per query; `None` uses `max_length`.
+    :param query_model: a different masked LM for queries only, e.g. a query encoder adapted by
+        ``lens-rag adapt`` (:mod:`lens_rag.training.adapt`) against the document vectors `model` wrote.
+        Documents are always encoded by `model`, so a store indexed with it stays valid and its recorded
+        encoder identity (the document side) is unchanged. `None`: `model`.
 
     Usage::
 
@@ -109,9 +113,12 @@ class MLMSparseEncoder:
         progress: bool = True,
         device: str | None = None,
         query_max_length: int | None = None,
+        query_model: str | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a model name or path, got {model!r}")
+        if query_model is not None and (not isinstance(query_model, str) or not query_model):
+            raise ConfigurationError(f"query_model must be a model name or path, or None, got {query_model!r}")
         _check_positive("max_length", max_length)
         _check_positive("batch_size", batch_size)
         _check_positive("query_max_length", query_max_length, allow_none=True)
@@ -123,6 +130,8 @@ class MLMSparseEncoder:
         self.progress = progress
         self.device = device
         self.query_max_length = query_max_length
+        self.query_model = query_model
+        self._query_encoder: MLMSparseEncoder | None = None
         self.name = Path(model).name if model != DEFAULT_SPARSE_MODEL else DEFAULT_SPARSE_MODEL
         self._model: nn.Module | None = None
         self._tokenizer: Any = None
@@ -186,6 +195,28 @@ class MLMSparseEncoder:
     def close(self) -> None:
         """Release the model; the next encode loads it again."""
         self._model = self._tokenizer = self._weight = self._bias = None
+        self._query_encoder = None
+
+    def _queries(self) -> MLMSparseEncoder:
+        """The encoder of the query side: `self`, or the `query_model` twin (checked to share the vocabulary)."""
+        if self.query_model is None:
+            return self
+        if self._query_encoder is None:
+            twin = MLMSparseEncoder(
+                self.query_model,
+                max_length=self.max_length,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                device=self.device,
+                query_max_length=self.query_max_length,
+            )
+            if twin.dimension != self.dimension:
+                raise ConfigurationError(
+                    f"query_model={self.query_model!r} has {twin.dimension} dimensions but model={self.model!r} has "
+                    f"{self.dimension}; a query model must share the document model's vocabulary (or clusters)"
+                )
+            self._query_encoder = twin
+        return self._query_encoder
 
     # ------------------------------------------------------------------ encoding
     @property
@@ -201,7 +232,7 @@ class MLMSparseEncoder:
         :raises ConfigurationError: on an empty or non-string text.
         """
         qlen = self.max_length if self.query_max_length is None else self.query_max_length
-        return self._encode(validate_texts(texts), qlen, "queries")
+        return self._queries()._encode(validate_texts(texts), qlen, "queries")
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]:
         """Encode documents (up to `max_length` tokens).
@@ -287,6 +318,7 @@ class MLMSparseEncoder:
             "progress": self.progress,
             "device": self.device,
             "query_max_length": self.query_max_length,
+            "query_model": self.query_model,
         }
         head = read_cluster_head_info(self.model)
         if head is not None:
@@ -327,7 +359,6 @@ class MLMSparseEncoder:
                 shutil.copyfile(source / CLUSTER_HEAD_FILE, out / CLUSTER_HEAD_FILE)
             config.pop("cluster_head_fingerprint", None)
             config["cluster_head"] = read_cluster_head_info(str(source))
-
         config["pooling"] = "max over real tokens of log(1 + relu(mlm_logits)); no normalisation"
         config["library_versions"] = library_versions()
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

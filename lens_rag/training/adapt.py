@@ -96,6 +96,7 @@ class AdaptOptions:
         together, split evenly); `None`: no limit.
     :param seed: seeds sampling, shuffling and torch.
     :param threads: torch threads while training (`None`: torch's default).
+    :param device: where the students train, e.g. ``"cuda"``; `None`: CUDA when available, else the CPU.
     :param progress: show progress bars.
     """
 
@@ -113,6 +114,7 @@ class AdaptOptions:
     budget_minutes: float | None = None
     seed: int = 0
     threads: int | None = None
+    device: str | None = None
     progress: bool = True
 
     def validate(self) -> None:
@@ -359,6 +361,7 @@ def train_query_encoder(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup))
     )
     dense_docs = isinstance(doc_vectors, np.ndarray)
+    device = params[0].device if params else torch.device("cpu")
     losses: list[float] = []
     start = time.monotonic()
     stopped = False
@@ -371,13 +374,13 @@ def train_query_encoder(
             col = {d: j for j, d in enumerate(ids)}
             rows = [doc_row[d] for d in ids]
             if dense_docs:
-                docs_t = torch.from_numpy(doc_vectors[rows])
+                docs_t = torch.from_numpy(doc_vectors[rows]).to(device)
             else:
-                docs_t = torch.from_numpy(doc_vectors[rows].toarray())
+                docs_t = torch.from_numpy(doc_vectors[rows].toarray()).to(device)
             q = student.encode_queries([ex.query for ex in exs])
             scores = q @ docs_t.T  # [B, C]
             mask = torch.ones_like(scores, dtype=torch.bool)
-            labels = torch.tensor([col[ex.positive] for ex in exs])
+            labels = torch.tensor([col[ex.positive] for ex in exs], device=device)
             for r, ex in enumerate(exs):
                 for d in ex.dropped:
                     if d in col and d != ex.positive:
@@ -388,15 +391,15 @@ def train_query_encoder(
             logits = (scores / temperature).masked_fill(~mask, torch.finfo(scores.dtype).min)
             loss = torch.nn.functional.cross_entropy(logits, labels)
             if kl_weight > 0:
-                own = torch.tensor([[col[ex.positive], *(col[n] for n in ex.negatives)] for ex in exs if ex.negatives])
+                own = [[col[ex.positive], *(col[n] for n in ex.negatives)] for ex in exs if ex.negatives]
                 teacher = [[ex.positive_score, *ex.negative_scores] for ex in exs if ex.negatives]
                 width = max(len(t) for t in teacher)
-                t_scores = torch.full((len(teacher), width), float("-inf"))
-                s_idx = torch.zeros((len(teacher), width), dtype=torch.long)
-                kl_mask = torch.zeros((len(teacher), width), dtype=torch.bool)
+                t_scores = torch.full((len(teacher), width), float("-inf"), device=device)
+                s_idx = torch.zeros((len(teacher), width), dtype=torch.long, device=device)
+                kl_mask = torch.zeros((len(teacher), width), dtype=torch.bool, device=device)
                 for r, (t, o) in enumerate(zip(teacher, own, strict=True)):
-                    t_scores[r, : len(t)] = torch.tensor(t)
-                    s_idx[r, : len(t)] = o[: len(t)]
+                    t_scores[r, : len(t)] = torch.tensor(t, device=device)
+                    s_idx[r, : len(t)] = torch.tensor(o[: len(t)], device=device)
                     kl_mask[r, : len(t)] = True
                 s_scores = torch.gather(scores, 1, s_idx)
                 loss = loss + kl_weight * listwise_kl_loss(
@@ -578,6 +581,7 @@ def adapt_store(
             student: Any = SparseStudent(source, max_length=cfg.get("max_length") or 256, query_max_length=qlen)
         else:
             student = DenseStudent(source)
+        student.to(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         steps, losses, stopped = train_query_encoder(
             student,
             vectors,

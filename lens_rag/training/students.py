@@ -79,7 +79,7 @@ class DenseStudent(nn.Module):
         batch = [t.lower() for t in texts] if self.layout.do_lower_case else list(texts)
         features = self.tokenizer(
             batch, padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
-        )
+        ).to(self.model.device)
         hidden = self.model(**features).last_hidden_state
         pooled = _pool(hidden, features["attention_mask"], self.layout.pooling)
         return nn.functional.normalize(pooled, p=2, dim=1) if self.layout.normalize else pooled
@@ -122,8 +122,8 @@ def max_with_argmax(
     """
     b = hidden.shape[0]
     v = weight.shape[0]
-    values = torch.empty((b, v), dtype=hidden.dtype)
-    positions = torch.empty((b, v), dtype=torch.long)
+    values = torch.empty((b, v), dtype=hidden.dtype, device=hidden.device)
+    positions = torch.empty((b, v), dtype=torch.long, device=hidden.device)
     neg = torch.finfo(hidden.dtype).min
     with torch.no_grad():
         h = hidden.detach()
@@ -179,7 +179,7 @@ class SparseStudent(nn.Module):
         """`[N, V]` non-negative weights with gradients (dense tensor; most entries are zero)."""
         features = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
+        ).to(self.head.weight.device)
         mask = features["attention_mask"].bool()
         hidden = self.mlm(**features).logits  # the identity head: hidden states entering the projection
         weight, bias = self.head.weight, self.head.bias
@@ -191,7 +191,7 @@ class SparseStudent(nn.Module):
         logits = (picked * weight[terms]).sum(dim=1)
         if bias is not None:
             logits = logits + bias[terms]
-        out = torch.zeros(values.shape, dtype=hidden.dtype)
+        out = torch.zeros(values.shape, dtype=hidden.dtype, device=hidden.device)
         return out.index_put((rows, terms), torch.log1p(torch.relu(logits)))
 
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:

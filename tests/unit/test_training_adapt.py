@@ -255,10 +255,9 @@ def test_adapt_store_end_to_end_on_a_tiny_corpus(
     assert len(hits) == 3
 
     # A re-run reuses the cached queries and teacher candidates; only training runs again.
-    again = adapt_store(
-        store, out,
-        options=AdaptOptions(**{**opts.__dict__, "members": ("dense",), "epochs": 1}), embedding_cache=tmp_path / "emb",
-    )  # fmt: skip
+    # (no encoders passed: the ones the store recorded are used)
+    rerun = AdaptOptions(**{**opts.__dict__, "members": ("dense",), "epochs": 1, "kl_weight": 0.5})
+    again = adapt_store(store, out, options=rerun, embedding_cache=tmp_path / "emb")
     assert again.stages["queries"]["cached"] is True and again.stages["teacher"]["cached"] is True
     shutil.rmtree(out / "work")
 
@@ -278,3 +277,60 @@ def test_adapt_store_refuses_bad_options_and_an_empty_store(tiny_mlm_dir: Path, 
     store = EmbeddedStore(tmp_path / "empty")
     with pytest.raises(ConfigurationError, match="no documents"):
         adapt_store(store, tmp_path / "out")
+
+
+def test_sparse_query_model_encodes_queries_only(tiny_mlm_dir: Path, tmp_path: Path) -> None:
+    from lens_rag.encoders.mlm import MLMSparseEncoder
+    from lens_rag.identity import encoder_identity
+    from lens_rag.indexing import _encoder_key
+    from lens_rag.training.students import SparseStudent
+
+    student = SparseStudent(str(tiny_mlm_dir), max_length=32)
+    with torch.no_grad():
+        for p in student.mlm.parameters():
+            p.mul_(1.2)
+    qdir = student.save(tmp_path / "q")
+    base = MLMSparseEncoder(str(tiny_mlm_dir), max_length=32, progress=False)
+    split = MLMSparseEncoder(str(tiny_mlm_dir), max_length=32, progress=False, query_model=str(qdir))
+    texts = ["alpha beta gamma delta"]
+    np.testing.assert_allclose(split.encode_dense(texts), base.encode_dense(texts))
+    assert split.encode_queries(texts)[0] != base.encode_queries(texts)[0]
+    # Same document vectors: the store's identity and the embedding cache key are unchanged.
+    assert encoder_identity(split, "sparse") == encoder_identity(base, "sparse")
+    assert _encoder_key(split) == _encoder_key(base)
+    assert MLMSparseEncoder.from_config(split.to_config()).query_model == str(qdir)
+    with pytest.raises(ConfigurationError, match="query_model"):
+        MLMSparseEncoder(str(tiny_mlm_dir), query_model="")
+
+
+def test_cli_adapt_then_search_with_the_adapted_query_models(
+    tiny_mlm_dir: Path,
+    tiny_dense_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lens_rag.cli import main
+
+    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(
+        "\n".join(json.dumps({"_id": d.id, "title": d.meta["title"], "text": d.content}) for d in _tiny_corpus())
+    )
+    store = str(tmp_path / "store")
+    models = ["--sparse-model", str(tiny_mlm_dir), "--dense-model", str(tiny_dense_dir)]
+    assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
+    out = tmp_path / "adapted"
+    code = main(["adapt", "--store", store, "--out", str(out), "--batch-size", "8", "--threads", "1", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pseudo-queries" in printed and f"--sparse-query-model {out / 'sparse-query'}" in printed
+    assert (out / "sparse-query" / "lens_rag_training.json").is_file() and (
+        out / "dense-query" / "modules.json"
+    ).is_file()
+    flags = ["--sparse-query-model", str(out / "sparse-query"), "--dense-query-model", str(out / "dense-query")]
+    assert main(["search", "alpha beta", "--store", store, *flags, "--json", "--top-k", "3"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert len(hits) == 3 and {h["id"] for h in hits} <= {d.id for d in _tiny_corpus()}
+    # Another document model is refused, with both names.
+    assert main(["adapt", "--store", store, "--out", str(out), "--sparse-model", "splade-tiny", "--no-progress"]) == 2
