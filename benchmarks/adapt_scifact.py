@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--members", default="sparse,dense")
     ap.add_argument("--max-passages", type=int, default=None)
     ap.add_argument("--sentences", type=int, default=2, help="salient sentences per passage as pseudo-queries")
+    ap.add_argument("--word-dropout", type=float, default=0.0, help="drop pseudo-query words with this probability")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--negatives", type=int, default=8)
@@ -84,6 +85,7 @@ def main() -> None:
     opts = AdaptOptions(
         members=tuple(args.members.split(",")),  # type: ignore[arg-type]
         max_passages=args.max_passages,
+        word_dropout=args.word_dropout,
         candidate_k=args.candidate_k,
         negatives=args.negatives,
         perc=args.perc,

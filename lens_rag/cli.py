@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries-per-passage", type=int, default=3, help="llm: queries sampled per passage")
     p.add_argument("--llm-workers", type=int, default=1, help="llm: concurrent requests (the server's slots)")
     p.add_argument("--max-passages", type=int, default=None, help="generate queries for N sampled passages only")
+    p.add_argument("--word-dropout", type=float, default=0.0, help="drop pseudo-query words with this probability")
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES", help="training wall time, all members")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32, help="pseudo-queries per training step")
@@ -986,6 +987,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     options = AdaptOptions(
         members=members,  # type: ignore[arg-type]  # validated by AdaptOptions.validate
         max_passages=args.max_passages,
+        word_dropout=args.word_dropout,
         negatives=args.negatives,
         perc=args.perc,
         epochs=args.epochs,

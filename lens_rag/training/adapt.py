@@ -83,6 +83,7 @@ class AdaptOptions:
 
     :param members: which encoders to adapt.
     :param max_passages: sample this many passages (seeded) to generate queries from; `None`: all.
+    :param word_dropout: drop query words with this probability (see :func:`generate_pseudo_queries`).
     :param candidate_k: teacher candidates kept per query.
     :param negatives: mined hard negatives per query.
     :param perc: TopK-PercPos threshold (fraction of the positive's teacher score).
@@ -102,6 +103,7 @@ class AdaptOptions:
 
     members: tuple[Member, ...] = ("sparse", "dense")
     max_passages: int | None = None
+    word_dropout: float = 0.0
     candidate_k: int = 30
     negatives: int = 8
     perc: float = 0.95
@@ -195,13 +197,22 @@ def generate_pseudo_queries(
     generator: QueryGenerator,
     *,
     max_passages: int | None = None,
+    word_dropout: float = 0.0,
     seed: int = 0,
     progress: bool = False,
 ) -> list[PseudoQuery]:
     """Pseudo-queries for (a seeded sample of) the passages; each query's positive is its passage.
 
     Queries equal to another passage's query are dropped (an ambiguous label), as are empty ones.
+
+    :param word_dropout: drop each word of a query with this probability (seeded; at least three words
+        stay). Text copied from a passage (titles, sentences) is found by BM25 at rank 1 almost always, so
+        it teaches nothing the hybrid does not know; deleting words (as Contriever's augmentation does)
+        leaves queries that need more than exact overlap.
     """
+    if not 0 <= word_dropout < 1:
+        raise ConfigurationError(f"word_dropout must be in [0, 1), got {word_dropout!r}")
+    rng = random.Random(seed)
     docs = list(documents)
     if max_passages is not None and max_passages < len(docs):
         docs = random.Random(seed).sample(docs, max_passages)
@@ -218,8 +229,18 @@ def generate_pseudo_queries(
     for doc, queries in zip(docs, generated, strict=True):
         for j, q in enumerate(dict.fromkeys(" ".join(q.split()) for q in queries)):
             if q and " ".join(q.lower().split()) not in clash:
-                out.append(PseudoQuery(f"{doc.id}#{j}", q, doc.id))
+                out.append(PseudoQuery(f"{doc.id}#{j}", _drop_words(q, word_dropout, rng), doc.id))
     return out
+
+
+def _drop_words(text: str, p: float, rng: random.Random) -> str:
+    words = text.split()
+    if p <= 0 or len(words) <= 3:
+        return text
+    kept = [w for w in words if rng.random() >= p]
+    if len(kept) < 3:  # keep three words, in their order
+        kept = [words[i] for i in sorted(rng.sample(range(len(words)), 3))]
+    return " ".join(kept)
 
 
 # ---------------------------------------------------------------------------------------- stage 2: teacher
@@ -515,8 +536,13 @@ def adapt_store(
 
     # 1. queries
     t0 = time.monotonic()
-    key = _fingerprint(getattr(gen, "name", type(gen).__name__), vars(gen) if hasattr(gen, "__dict__") else None,
-                       opts.max_passages, opts.seed, [(d.id, d.content) for d in docs])  # fmt: skip
+    # The generator's plain settings (an LLM client or cache object has no stable text form).
+    settings = {k: v for k, v in getattr(gen, "__dict__", {}).items() if isinstance(v, (str, int, float, bool))}
+    llm = getattr(gen, "llm", None)
+    if llm is not None:
+        settings["llm"] = getattr(llm, "model", None) or type(llm).__name__
+    key = _fingerprint(getattr(gen, "name", type(gen).__name__), settings, opts.max_passages, opts.word_dropout,
+                       opts.seed, [(d.id, d.content) for d in docs])  # fmt: skip
     qfile = work / QUERIES_FILE
     cached = _read_jsonl(qfile) if qfile.is_file() else []
     if cached and cached[0].get("fingerprint") == key:
@@ -524,7 +550,12 @@ def adapt_store(
         stage("queries", t0, cached=True, queries=len(queries))
     else:
         queries = generate_pseudo_queries(
-            docs, gen, max_passages=opts.max_passages, seed=opts.seed, progress=opts.progress
+            docs,
+            gen,
+            max_passages=opts.max_passages,
+            word_dropout=opts.word_dropout,
+            seed=opts.seed,
+            progress=opts.progress,
         )
         _write_jsonl(qfile, [{"fingerprint": key}, *(asdict(q) for q in queries)])
         stage("queries", t0, cached=False, queries=len(queries))

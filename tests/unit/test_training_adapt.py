@@ -334,3 +334,27 @@ def test_cli_adapt_then_search_with_the_adapted_query_models(
     assert len(hits) == 3 and {h["id"] for h in hits} <= {d.id for d in _tiny_corpus()}
     # Another document model is refused, with both names.
     assert main(["adapt", "--store", store, "--out", str(out), "--sparse-model", "splade-tiny", "--no-progress"]) == 2
+
+
+def test_pseudo_queries_drop_words_deterministically_and_skip_ambiguous_ones() -> None:
+    from lens_rag.expansion import HeuristicQueryGenerator
+    from lens_rag.training.adapt import generate_pseudo_queries
+
+    docs = _tiny_corpus(6)
+    docs.append(Document(id="dup", content=docs[0].content, meta=dict(docs[0].meta)))  # same title as d00
+    gen = HeuristicQueryGenerator(sentences=1)
+    plain = generate_pseudo_queries(docs, gen)
+    assert all(q.positive != "dup" and not q.qid.startswith("d00#0") for q in plain if q.text == docs[0].meta["title"])
+    assert {q.positive for q in plain} >= {"d01", "d02"}
+    dropped = generate_pseudo_queries(docs, gen, word_dropout=0.5, seed=3)
+    assert dropped == generate_pseudo_queries(docs, gen, word_dropout=0.5, seed=3)  # seeded
+    by_id = {q.qid: q.text for q in plain}
+    for q in dropped:
+        words = q.text.split()
+        full = by_id[q.qid].split()
+        assert len(words) >= min(3, len(full))
+        it = iter(full)
+        assert all(w in it for w in words)  # a subsequence: words are dropped, never reordered or invented
+    assert any(q.text != by_id[q.qid] for q in dropped)
+    with pytest.raises(ConfigurationError, match="word_dropout"):
+        generate_pseudo_queries(docs, gen, word_dropout=1.0)
