@@ -30,7 +30,9 @@ def _adapt_and_check(store, passages, out: Path, capsys) -> None:  # type: ignor
     sparse, dense = MLMSparseEncoder(progress=False), SentenceTransformerDenseEncoder(progress=False)
     index_documents(store, [d.without_embeddings() for d in passages], sparse_encoder=sparse, dense_encoder=dense,
                     progress=False)  # fmt: skip
-    options = AdaptOptions(batch_size=16, negatives=4, progress=False, lr={"dense": 1e-4, "sparse": 1e-4})
+    options = AdaptOptions(
+        members=("sparse", "dense"), batch_size=16, negatives=4, progress=False, lr={"dense": 1e-4, "sparse": 1e-4}
+    )
     report = adapt_store(store, out, options=options)
     assert report.passages == 24 and report.queries >= 24 and report.examples > 0
     assert [m.member for m in report.members] == ["sparse", "dense"]

@@ -232,8 +232,8 @@ def test_adapt_store_end_to_end_on_a_tiny_corpus(
     sparse = MLMSparseEncoder(str(tiny_mlm_dir), max_length=32, progress=False)
     dense = SentenceTransformerDenseEncoder(str(tiny_dense_dir), progress=False)
     index_documents(store, _tiny_corpus(), sparse_encoder=sparse, dense_encoder=dense, progress=False)
-    opts = AdaptOptions(batch_size=8, epochs=3, negatives=3, candidate_k=10, progress=False, threads=1,
-                        lr={"dense": 1e-3, "sparse": 1e-3})  # fmt: skip
+    opts = AdaptOptions(members=("sparse", "dense"), batch_size=8, epochs=3, negatives=3, candidate_k=10,
+                        progress=False, threads=1, lr={"dense": 1e-3, "sparse": 1e-3})  # fmt: skip
     out = tmp_path / "adapted"
     report = adapt_store(
         store, out, sparse_encoder=sparse, dense_encoder=dense, options=opts, embedding_cache=tmp_path / "emb",
@@ -321,7 +321,8 @@ def test_cli_adapt_then_search_with_the_adapted_query_models(
     models = ["--sparse-model", str(tiny_mlm_dir), "--dense-model", str(tiny_dense_dir)]
     assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
     out = tmp_path / "adapted"
-    code = main(["adapt", "--store", store, "--out", str(out), "--batch-size", "8", "--threads", "1", "--no-progress"])
+    args = ["--members", "sparse,dense", "--batch-size", "8", "--threads", "1", "--no-progress"]
+    code = main(["adapt", "--store", store, "--out", str(out), *args])
     assert code == 0
     printed = capsys.readouterr().out
     assert "pseudo-queries" in printed and f"--sparse-query-model {out / 'sparse-query'}" in printed
