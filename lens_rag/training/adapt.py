@@ -404,13 +404,10 @@ def train_query_encoder(
             scores = q @ docs_t.T  # [B, C]
             mask = torch.ones_like(scores, dtype=torch.bool)
             labels = torch.tensor([col[ex.positive] for ex in exs], device=device)
-            for r, ex in enumerate(exs):
+            for r, ex in enumerate(exs):  # a likely unlabelled positive is no negative, in-batch either
                 for d in ex.dropped:
-                    if d in col and d != ex.positive:
+                    if d in col:
                         mask[r, col[d]] = False
-                for other in exs:  # another query's positive that is this query's positive too stays the label
-                    if other.positive != ex.positive and other.positive in ex.dropped:
-                        mask[r, col[other.positive]] = False
             logits = (scores / temperature).masked_fill(~mask, torch.finfo(scores.dtype).min)
             loss = torch.nn.functional.cross_entropy(logits, labels)
             if kl_weight > 0:

@@ -359,3 +359,31 @@ def test_pseudo_queries_drop_words_deterministically_and_skip_ambiguous_ones() -
     assert any(q.text != by_id[q.qid] for q in dropped)
     with pytest.raises(ConfigurationError, match="word_dropout"):
         generate_pseudo_queries(docs, gen, word_dropout=1.0)
+
+
+def test_training_masks_likely_false_negatives_out_of_the_in_batch_negatives() -> None:
+    """A duplicate of the positive, dropped by mining, must not count as a negative (else loss >= log 2)."""
+    from lens_rag.training.adapt import train_query_encoder
+    from lens_rag.training.mining import MinedExample
+
+    class Student(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(2, 4)
+
+        def encode_queries(self, texts: list[str]) -> torch.Tensor:
+            return self.emb(torch.tensor([int(t) for t in texts]))
+
+    docs = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=np.float32)  # a, a-copy, b, c
+    rows = {"a": 0, "a2": 1, "b": 2, "c": 3}
+    examples = [
+        MinedExample("0", "a", 1.0, ("c",), (0.2,), dropped=("a2",)),
+        MinedExample("1", "a2", 1.0, ("b",), (0.2,), dropped=("a",)),
+    ]
+    torch.manual_seed(0)
+    student = Student()
+    steps, losses, stopped = train_query_encoder(
+        student, docs, rows, examples, lr=0.5, temperature=0.1, epochs=60, batch_size=2
+    )
+    assert steps == 60 and not stopped
+    assert losses[-1] < 0.05 < np.log(2)
