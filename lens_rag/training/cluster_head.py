@@ -108,6 +108,8 @@ class ClusterHeadConfig:
     :param max_length: tokens per passage (teacher and student; also the teacher's cache key).
     :param query_max_length: tokens per pseudo-query.
     :param sentences: salient sentences per titled passage used as pseudo-queries (besides the title).
+    :param query_word_dropout: probability of dropping each token of a pseudo-query the student sees (the
+        teacher scores the whole query): pseudo-queries copied from a passage are easier than real ones.
     :param dropout: dropout probability in the body during training (`None` keeps the checkpoint's).
     :param kmeans_iterations: Lloyd iterations of the clustering.
     :param checkpoint_every: save a resumable checkpoint every this many steps (0: only at the end).
@@ -134,6 +136,7 @@ class ClusterHeadConfig:
     max_length: int = 256
     query_max_length: int = 64
     sentences: int = 1
+    query_word_dropout: float = 0.0
     dropout: float | None = 0.0
     kmeans_iterations: int = 20
     checkpoint_every: int = 100
@@ -169,6 +172,8 @@ class ClusterHeadConfig:
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigurationError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if not 0 <= self.query_word_dropout < 1:
+            raise ConfigurationError(f"query_word_dropout must be in [0, 1), got {self.query_word_dropout!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigurationError(f"dropout must be in [0, 1) or None, got {self.dropout!r}")
         if self.bias_init not in ("calibrated", "mean"):
@@ -355,6 +360,17 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torc
         ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[r, : len(s)] = 1
     return ids, mask
+
+
+def _drop_tokens(ids: Sequence[int], rate: float, rng: np.random.Generator) -> list[int]:
+    """Drop each inner token (not the first/last special token) with probability `rate`; keep at least one."""
+    inner = list(ids[1:-1])
+    if len(inner) < 2:
+        return list(ids)
+    keep = rng.random(len(inner)) >= rate
+    if not keep.any():
+        keep[int(rng.integers(len(inner)))] = True
+    return [ids[0], *(t for t, k in zip(inner, keep, strict=True) if k), ids[-1]]
 
 
 def _lr_factor(step: int, planned: int, warmup: int) -> float:
@@ -642,7 +658,10 @@ def train_cluster_head(
             passages = sorted({p for g in groups for p in g})
             col = {p: c for c, p in enumerate(passages)}
             teacher_scores = torch.from_numpy((q_mat[qb] @ d_mat[passages].T).toarray().astype(np.float32))
-            qi_t, qm_t = _pad([q_ids[i] for i in qb.tolist()], pad_id)
+            batch_q = [q_ids[i] for i in qb.tolist()]
+            if cfg.query_word_dropout:
+                batch_q = [_drop_tokens(q, cfg.query_word_dropout, step_rng) for q in batch_q]
+            qi_t, qm_t = _pad(batch_q, pad_id)
             pi_t, pm_t = _pad([p_ids[p] for p in passages], pad_id)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.learning_rate * _lr_factor(step, planned, warmup)

@@ -221,3 +221,26 @@ def test_cli_build_head_train_end_to_end(tiny_mlm_dir, tmp_path, capsys, monkeyp
     assert main(argv) == 0
     assert "trained 5-cluster model written to" in capsys.readouterr().out
     assert MLMSparseEncoder(str(out), progress=False).dimension == 5
+
+
+def test_query_word_dropout_keeps_special_tokens_and_one_word():
+    from lens_rag.training.cluster_head import _drop_tokens
+
+    rng = np.random.default_rng(0)
+    ids = [101, 5, 6, 7, 8, 9, 102]
+    for _ in range(20):
+        got = _drop_tokens(ids, 0.99, rng)
+        assert got[0] == 101 and got[-1] == 102 and 3 <= len(got) <= len(ids)
+        assert set(got[1:-1]) <= {5, 6, 7, 8, 9}
+    assert _drop_tokens(ids, 0.0, rng) == ids
+    assert _drop_tokens([101, 5, 102], 0.99, rng) == [101, 5, 102]  # one word: nothing to drop
+    with pytest.raises(ConfigurationError, match=r"query_word_dropout must be in \[0, 1\), got 1.0"):
+        ClusterHeadConfig(query_word_dropout=1.0)
+
+
+def test_training_with_query_word_dropout_runs(teacher_dir, tmp_path):
+    report = train_cluster_head(
+        str(teacher_dir), _corpus(), tmp_path / "m", _config(max_steps=3, query_word_dropout=0.5),
+        work_dir=tmp_path / "w", embedding_cache=tmp_path / "e", progress=False,
+    )  # fmt: skip
+    assert report.steps == 3 and all(np.isfinite(report.losses))
