@@ -504,6 +504,14 @@ def _clustered_head(mlm: nn.Module, cfg: ClusterHeadConfig, work: Path, progress
 def _load_mlm(path: str) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+    from lens_rag.encoders.mlm import CLUSTER_HEAD_FILE
+
+    if (Path(path) / CLUSTER_HEAD_FILE).is_file():
+        raise ConfigurationError(
+            f"model={path!r} already has a clustered head ({CLUSTER_HEAD_FILE}); cluster and train from the full "
+            "model it was built from (its lens_rag_encoder.json names it as source_model)"
+        )
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         mlm = AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float32)

@@ -244,3 +244,9 @@ def test_training_with_query_word_dropout_runs(teacher_dir, tmp_path):
         work_dir=tmp_path / "w", embedding_cache=tmp_path / "e", progress=False,
     )  # fmt: skip
     assert report.steps == 3 and all(np.isfinite(report.losses))
+
+
+def test_an_already_clustered_model_is_refused_as_teacher(trained, tmp_path):
+    report, _, _ = trained
+    with pytest.raises(ConfigurationError, match="already has a clustered head"):
+        train_cluster_head(str(report.out), _corpus(), tmp_path / "again", _config(), progress=False)
