@@ -724,11 +724,14 @@ def _index(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - started:.1f}s; "
         f"{report.encoded} encodings computed, {report.cached} reused from cache{synced}"
     )
-    if report.failed:
-        for doc_id, reason in report.failed.items():
-            print(f"error: document {_printable(doc_id)!r} was not indexed: {_printable(reason)}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(report, "indexed")
+
+
+def _report_failures(report: Any, done: str) -> int:
+    """Name every document the store refused on stderr; exit code 1 if there was one."""
+    for doc_id, reason in report.failed.items():
+        print(f"error: document {_printable(doc_id)!r} was not {done}: {_printable(reason)}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 # ---------------------------------------------------------------------------------------- search / ask
@@ -966,11 +969,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - started:.1f}s; {report.encoded} encodings computed, {report.cached} reused "
         f"({written} in the new store)"
     )
-    if report.failed:
-        for doc_id, reason in report.failed.items():
-            print(f"error: document {_printable(doc_id)!r} was not re-indexed: {_printable(reason)}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(report, "re-indexed")
     # --- end reindex ---
 
 

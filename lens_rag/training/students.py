@@ -42,7 +42,31 @@ def _write_provenance(out: Path, provenance: dict[str, Any] | None) -> None:
     (out / PROVENANCE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-class DenseStudent(nn.Module):
+def _target_dir(out: str | Path, source: Path) -> Path:
+    out_dir = Path(out)
+    if out_dir.resolve() == source.resolve():
+        raise ConfigurationError(f"out={str(out)!r} is the source model's directory; write to a new directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+class _Student(nn.Module):
+    """Queries and documents differ only by their truncation."""
+
+    max_length: int
+    query_max_length: int
+
+    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.encode(texts, self.query_max_length)
+
+    def encode_documents(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.encode(texts, self.max_length)
+
+
+class DenseStudent(_Student):
     """A trainable sentence-transformers model (plain layout) with the encoder's pooling.
 
     :param model: `"all-MiniLM-L6-v2"`, or a local directory in the plain sentence-transformers layout.
@@ -84,18 +108,9 @@ class DenseStudent(nn.Module):
         pooled = _pool(hidden, features["attention_mask"], self.layout.pooling)
         return nn.functional.normalize(pooled, p=2, dim=1) if self.layout.normalize else pooled
 
-    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.encode(texts, self.query_max_length)
-
-    def encode_documents(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.encode(texts, self.max_length)
-
     def save(self, out: str | Path, provenance: dict[str, Any] | None = None) -> Path:
         """Write the model in the source's layout (modules, pooling, tokenizer) with the trained weights."""
-        out_dir = Path(out)
-        if out_dir.resolve() == self.path.resolve():
-            raise ConfigurationError(f"out={str(out)!r} is the source model's directory; write to a new directory")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = _target_dir(out, self.path)
         for item in self.path.iterdir():
             if item.name in {"model.safetensors", "pytorch_model.bin", "README.md"}:
                 continue
@@ -135,7 +150,7 @@ def max_with_argmax(
     return values, positions
 
 
-class SparseStudent(nn.Module):
+class SparseStudent(_Student):
     """A trainable SPLADE-style masked LM: `max over real tokens of log(1 + relu(MLM logits))`.
 
     :param model: `"splade-tiny"`, a local directory or a Hub name of a masked LM with its head.
@@ -194,18 +209,9 @@ class SparseStudent(nn.Module):
         out = torch.zeros(values.shape, dtype=hidden.dtype, device=hidden.device)
         return out.index_put((rows, terms), torch.log1p(torch.relu(logits)))
 
-    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.encode(texts, self.query_max_length)
-
-    def encode_documents(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.encode(texts, self.max_length)
-
     def save(self, out: str | Path, provenance: dict[str, Any] | None = None) -> Path:
         """Write a masked-LM checkpoint (head restored) that `MLMSparseEncoder(model=out)` loads."""
-        out_dir = Path(out)
-        if out_dir.resolve() == self.path.resolve():
-            raise ConfigurationError(f"out={str(out)!r} is the source model's directory; write to a new directory")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = _target_dir(out, self.path)
         for parent, name in self._head_slots:
             setattr(parent, name, self.head)
         try:
