@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default=None, help="training device, e.g. cuda (default: CUDA when available)")
+    p.add_argument(
+        "--side", default="query", choices=["query", "both"],
+        help="query: train the query encoders only (no re-index); both: the whole models (then `lens-rag reindex`)",
+    )  # fmt: skip
     p.add_argument("--work-dir", default=None, help="cache of the stages (default OUT/work)")
     _add_llm_args(p)
     # --- end adapt ---
@@ -1008,6 +1012,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        side=args.side,
         progress=args.progress,
     )
     report = adapt_store(
@@ -1027,10 +1032,18 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     for m in report.members:
         losses = f"loss {m.first_loss:.3f} -> {m.last_loss:.3f}"
         print(f"  {m.member}: {m.steps} steps in {m.seconds:.0f} s, {losses} -> {m.out}")
-        flags.append(f"--{m.member}-query-model {m.out}")
+        flags.append(f"--{m.member}-{'' if args.side == 'both' else 'query-'}model {m.out}")
     store_flag = f"--store {args.store}" + (f" --index {args.index}" if args.index else "")
-    print(f"search with them (documents keep their vectors, nothing to re-index):\n"
-          f"  lens-rag search QUERY {store_flag} {' '.join(flags)}")  # fmt: skip
+    if args.side == "both":
+        adapted = {m.member for m in report.members}
+        kept = [f"--{k}-model {encoders.sparse.model if k == 'sparse' else encoders.dense.model}"
+                for k in ("sparse", "dense") if k not in adapted]  # fmt: skip
+        source = f"--from {args.store}" + (f" --from-index {args.index}" if args.index else "")
+        print(f"document vectors change with these models: re-index into a new store, then search it:\n"
+              f"  lens-rag reindex {source} --store NEW_STORE {' '.join(flags + kept)}")  # fmt: skip
+    else:
+        print(f"search with them (documents keep their vectors, nothing to re-index):\n"
+              f"  lens-rag search QUERY {store_flag} {' '.join(flags)}")  # fmt: skip
     return 0
     # --- end adapt ---
 

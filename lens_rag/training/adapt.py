@@ -17,6 +17,9 @@ GPL-style (Wang et al. 2022), with the store's own hybrid as the teacher and no 
    / ``--dense-query-model`` (CLI). The query encoders are saved as ordinary model directories with a
    provenance file.
 
+``side="both"`` (CLI ``--side both``) trains the whole models instead — GPL proper — and saves them as
+``out/<member>``; their document vectors differ, so the store is re-indexed with ``lens-rag reindex``.
+
 Why the query side only, by default: on a 2-core CPU one training step over 64 passages of 256 tokens
 costs ~16 s for MiniLM, against ~0.1 s for 32 queries; the document side would also have to be
 re-encoded and re-indexed after every change. Query-side adaptation of dual encoders is an established
@@ -100,6 +103,10 @@ class AdaptOptions:
     :param seed: seeds sampling, shuffling and torch.
     :param threads: torch threads while training (`None`: torch's default).
     :param device: where the students train, e.g. ``"cuda"``; `None`: CUDA when available, else the CPU.
+    :param side: ``"query"`` (default) trains the query encoders against the store's fixed document vectors;
+        ``"both"`` trains the whole model, documents included (GPL proper: each step encodes the batch's
+        passages with gradients — ~16 s per 64 passages for MiniLM on 2 CPU cores, a GPU's job) and the
+        store must then be re-indexed with it (``lens-rag reindex``).
     :param progress: show progress bars.
     """
 
@@ -119,6 +126,7 @@ class AdaptOptions:
     seed: int = 0
     threads: int | None = None
     device: str | None = None
+    side: Literal["query", "both"] = "query"
     progress: bool = True
 
     def validate(self) -> None:
@@ -135,6 +143,8 @@ class AdaptOptions:
             raise ConfigurationError(f"perc must be in (0, 1], got {self.perc!r}")
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ConfigurationError(f"budget_minutes must be > 0 or None, got {self.budget_minutes!r}")
+        if self.side not in ("query", "both"):
+            raise ConfigurationError(f"side must be 'query' or 'both', got {self.side!r}")
         if self.kl_weight < 0:
             raise ConfigurationError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
 
@@ -354,8 +364,9 @@ def train_query_encoder(
     seed: int = 0,
     progress: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    document_texts: dict[str, str] | None = None,
 ) -> tuple[int, list[float], bool]:
-    """Train `student`'s query side against fixed document vectors.
+    """Train `student`'s query side against fixed document vectors (or both sides, see `document_texts`).
 
     Each step takes `batch_size` examples; the candidate columns are the union of their positives and
     negatives. A query's loss is InfoNCE over all columns with its own positive as the label and its
@@ -365,6 +376,8 @@ def train_query_encoder(
     :param doc_vectors: `[N, D]` numpy array (dense) or scipy CSR matrix (sparse) of document vectors.
     :param doc_row: document id → row of `doc_vectors`.
     :param seconds: wall-time budget; training stops after the step that exceeds it.
+    :param document_texts: document id → text: the batch's passages are encoded by the student with
+        gradients (both sides train) instead of read from `doc_vectors` (`None`: query side only).
     :returns: steps run, the loss of every step, and whether the budget stopped it.
     """
     import torch
@@ -396,7 +409,9 @@ def train_query_encoder(
             ids = list(dict.fromkeys(d for ex in exs for d in (ex.positive, *ex.negatives)))
             col = {d: j for j, d in enumerate(ids)}
             rows = [doc_row[d] for d in ids]
-            if dense_docs:
+            if document_texts is not None:
+                docs_t = student.encode_documents([document_texts[d] for d in ids])
+            elif dense_docs:
                 docs_t = torch.from_numpy(doc_vectors[rows]).to(device)
             else:
                 docs_t = torch.from_numpy(doc_vectors[rows].toarray()).to(device)
@@ -600,10 +615,11 @@ def adapt_store(
     doc_row = {d: i for i, d in enumerate(needed)}
     budget = None if opts.budget_minutes is None else opts.budget_minutes * 60 / len(opts.members)
     for member in opts.members:
-        target = out_dir / f"{member}-query"
+        both = opts.side == "both"
+        target = out_dir / (member if both else f"{member}-query")
         t0 = time.monotonic()
         encoder = sparse_enc if member == "sparse" else dense_enc
-        vectors = _document_vectors(member, encoder, [by_id[d] for d in needed], cache_dir)
+        vectors = None if both else _document_vectors(member, encoder, [by_id[d] for d in needed], cache_dir)
         source = sparse_model if member == "sparse" else dense_model
         if member == "sparse":
             cfg = sparse_enc.to_config()
@@ -626,11 +642,12 @@ def adapt_store(
             seconds=budget,
             seed=opts.seed,
             progress=opts.progress,
+            document_texts={d: by_id[d].content for d in needed} if both else None,
         )
         provenance = {
             "kind": member,
-            "side": "query",
-            "document_model": source,
+            "side": opts.side,
+            "document_model": str(target) if both else source,
             "adapted_from": source,
             "method": "lens-rag adapt (GPL-style: pseudo-queries, hybrid teacher, TopK-PercPos, InfoNCE"
             + (" + listwise KL" if opts.kl_weight > 0 else "")

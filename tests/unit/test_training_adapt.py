@@ -387,3 +387,45 @@ def test_training_masks_likely_false_negatives_out_of_the_in_batch_negatives() -
     )
     assert steps == 60 and not stopped
     assert losses[-1] < 0.05 < np.log(2)
+
+
+def test_adapt_both_sides_then_reindex_from_the_cli(
+    tiny_mlm_dir: Path,
+    tiny_dense_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GPL proper: the whole sparse model trains; its vectors change, so the store is re-indexed with it."""
+    from lens_rag.cli import main
+    from lens_rag.encoders.mlm import MLMSparseEncoder
+    from lens_rag.stores.embedded import EmbeddedStore
+
+    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(
+        "\n".join(json.dumps({"_id": d.id, "title": d.meta["title"], "text": d.content}) for d in _tiny_corpus())
+    )
+    store, new, out = str(tmp_path / "store"), str(tmp_path / "new"), tmp_path / "adapted"
+    models = ["--sparse-model", str(tiny_mlm_dir), "--dense-model", str(tiny_dense_dir)]
+    assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
+    capsys.readouterr()
+    args = ["--side", "both", "--batch-size", "8", "--epochs", "2", "--threads", "1", "--no-progress"]
+    assert main(["adapt", "--store", store, "--out", str(out), *args]) == 0
+    printed = capsys.readouterr().out
+    provenance = json.loads((out / "sparse" / "lens_rag_training.json").read_text())
+    assert provenance["side"] == "both" and provenance["adapted_from"] == str(tiny_mlm_dir)
+    # The document side changed: the adapted model encodes passages differently.
+    text = _tiny_corpus()[0].content
+    before = MLMSparseEncoder(str(tiny_mlm_dir), progress=False).encode_documents([text])[0]
+    after = MLMSparseEncoder(str(out / "sparse"), progress=False).encode_documents([text])[0]
+    assert before != after
+    # The printed command re-indexes (the dense member keeps its model), and the new store searches.
+    command = printed.split("lens-rag reindex ", 1)[1].split("\n", 1)[0].replace("NEW_STORE", new).split()
+    assert command[:4] == ["--from", store, "--store", new]
+    assert main(["reindex", *command, "--no-progress"]) == 0
+    assert EmbeddedStore(new).info["encoders"]["sparse"]["name"] == str((out / "sparse").resolve())
+    assert EmbeddedStore(new).info["encoders"]["dense"]["name"] == str(tiny_dense_dir.resolve())
+    assert main(["search", "alpha beta", "--store", new, "--json"]) == 0
+    # The old store refuses the adapted model: its vectors were made by the original one.
+    assert main(["search", "alpha beta", "--store", store, "--sparse-model", str(out / "sparse")]) == 2
