@@ -122,7 +122,8 @@ def tiny_mlm_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny_bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(ENC_WORDS))]
     (d / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"))
+    # transformers 5 ignores `vocab_file` here (every word became [UNK]); pass the vocabulary itself.
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
