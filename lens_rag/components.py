@@ -115,6 +115,11 @@ class Encoders:
             if config is None:
                 config = _sparse_for(self.sparse_model, self.progress).to_config()
             extra = {} if self.sparse_query_model is None else {"query_model": self.sparse_query_model}
+            if extra and config.get("type", "mlm") != "mlm":
+                raise ConfigurationError(
+                    f"a sparse query model works with masked-LM (SPLADE-style) encoders; the sparse encoder here is "
+                    f"{config.get('type')!r} ({config.get('model')!r}): drop the sparse query model"
+                )
             self._sparse = sparse_encoder_from_config({**config, "progress": self.progress, **extra})
         return self._sparse
 

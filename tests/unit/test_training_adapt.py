@@ -429,3 +429,11 @@ def test_adapt_both_sides_then_reindex_from_the_cli(
     assert main(["search", "alpha beta", "--store", new, "--json"]) == 0
     # The old store refuses the adapted model: its vectors were made by the original one.
     assert main(["search", "alpha beta", "--store", store, "--sparse-model", str(out / "sparse")]) == 2
+
+
+def test_a_sparse_query_model_is_refused_for_a_lens_encoder() -> None:
+    from lens_rag.components import Encoders
+
+    encoders = Encoders(sparse_config={"type": "lens", "model": "/nowhere"}, sparse_query_model="/adapted")
+    with pytest.raises(ConfigurationError, match="masked-LM"):
+        _ = encoders.sparse
