@@ -303,6 +303,21 @@ def test_sparse_query_model_encodes_queries_only(tiny_mlm_dir: Path, tmp_path: P
         MLMSparseEncoder(str(tiny_mlm_dir), query_model="")
 
 
+def _cli_indexed_store(tmp_path: Path, sparse_dir: Path, dense_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tiny corpus indexed by `lens-rag index` with the tiny models, in a private cache."""
+    from lens_rag.cli import main
+
+    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "corpus.jsonl"
+    src.write_text(
+        "\n".join(json.dumps({"_id": d.id, "title": d.meta["title"], "text": d.content}) for d in _tiny_corpus())
+    )
+    store = str(tmp_path / "store")
+    models = ["--sparse-model", str(sparse_dir), "--dense-model", str(dense_dir)]
+    assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
+    return store
+
+
 def test_cli_adapt_then_search_with_the_adapted_query_models(
     tiny_mlm_dir: Path,
     tiny_dense_dir: Path,
@@ -312,14 +327,7 @@ def test_cli_adapt_then_search_with_the_adapted_query_models(
 ) -> None:
     from lens_rag.cli import main
 
-    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))
-    src = tmp_path / "corpus.jsonl"
-    src.write_text(
-        "\n".join(json.dumps({"_id": d.id, "title": d.meta["title"], "text": d.content}) for d in _tiny_corpus())
-    )
-    store = str(tmp_path / "store")
-    models = ["--sparse-model", str(tiny_mlm_dir), "--dense-model", str(tiny_dense_dir)]
-    assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
+    store = _cli_indexed_store(tmp_path, tiny_mlm_dir, tiny_dense_dir, monkeypatch)
     out = tmp_path / "adapted"
     args = ["--members", "sparse,dense", "--batch-size", "8", "--threads", "1", "--no-progress"]
     code = main(["adapt", "--store", store, "--out", str(out), *args])
@@ -401,14 +409,8 @@ def test_adapt_both_sides_then_reindex_from_the_cli(
     from lens_rag.encoders.mlm import MLMSparseEncoder
     from lens_rag.stores.embedded import EmbeddedStore
 
-    monkeypatch.setenv("LENS_RAG_CACHE", str(tmp_path / "cache"))
-    src = tmp_path / "corpus.jsonl"
-    src.write_text(
-        "\n".join(json.dumps({"_id": d.id, "title": d.meta["title"], "text": d.content}) for d in _tiny_corpus())
-    )
-    store, new, out = str(tmp_path / "store"), str(tmp_path / "new"), tmp_path / "adapted"
-    models = ["--sparse-model", str(tiny_mlm_dir), "--dense-model", str(tiny_dense_dir)]
-    assert main(["index", str(src), "--store", store, *models, "--no-progress"]) == 0
+    store = _cli_indexed_store(tmp_path, tiny_mlm_dir, tiny_dense_dir, monkeypatch)
+    new, out = str(tmp_path / "new"), tmp_path / "adapted"
     capsys.readouterr()
     args = ["--side", "both", "--batch-size", "8", "--epochs", "2", "--threads", "1", "--no-progress"]
     assert main(["adapt", "--store", store, "--out", str(out), *args]) == 0
