@@ -24,7 +24,7 @@ from lens_rag.identity import ensure_encoder
 from lens_rag.sparse import SparseVector
 from lens_rag.stores.base import Store
 
-__all__ = ["EmbeddingCache", "IndexReport", "default_cache_dir", "index_documents"]
+__all__ = ["EmbeddingCache", "IndexReport", "cached_vectors", "default_cache_dir", "index_documents"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +119,30 @@ def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-def _vectors(encoder: Any, batch: list[Document], cache: EmbeddingCache | None, report: IndexReport) -> list[Any]:
-    found = cache.lookup(encoder, batch) if cache is not None else {}
-    missing = [i for i in range(len(batch)) if i not in found]
-    if missing:
-        fresh = encoder.encode_documents([batch[i].content for i in missing])
+def cached_vectors(
+    encoder: Any,
+    docs: Sequence[Document],
+    cache: EmbeddingCache | None,
+    report: IndexReport | None = None,
+    chunk_size: int = 512,
+) -> list[Any]:
+    """The document vectors of `docs` by `encoder`: from `cache` where recorded, the rest encoded and recorded.
+
+    Missing documents are encoded `chunk_size` at a time, each chunk recorded before the next starts, so an
+    interrupted run keeps what it encoded.
+    """
+    found = cache.lookup(encoder, docs) if cache is not None else {}
+    missing = [i for i in range(len(docs)) if i not in found]
+    for start in range(0, len(missing), chunk_size):
+        part = missing[start : start + chunk_size]
+        fresh = encoder.encode_documents([docs[i].content for i in part])
         if cache is not None:
-            cache.store(encoder, [batch[i] for i in missing], fresh)
-        found.update(zip(missing, fresh, strict=True))
+            cache.store(encoder, [docs[i] for i in part], fresh)
+        found.update(zip(part, fresh, strict=True))
+    if report is not None:
         report.encoded += len(missing)
-    report.cached += len(batch) - len(missing)
-    return [found[i] for i in range(len(batch))]
+        report.cached += len(docs) - len(missing)
+    return [found[i] for i in range(len(docs))]
 
 
 def index_documents(
@@ -182,10 +195,10 @@ def index_documents(
                 ensure_encoder(store, "dense", dense_encoder, record=True)
                 checked = True
             if sparse_encoder is not None:
-                for d, v in zip(batch, _vectors(sparse_encoder, batch, cache, report), strict=True):
+                for d, v in zip(batch, cached_vectors(sparse_encoder, batch, cache, report), strict=True):
                     d.sparse_embedding = v
             if dense_encoder is not None:
-                for d, v in zip(batch, _vectors(dense_encoder, batch, cache, report), strict=True):
+                for d, v in zip(batch, cached_vectors(dense_encoder, batch, cache, report), strict=True):
                     d.embedding = list(v)
             try:
                 report.written += store.write_documents(batch).written

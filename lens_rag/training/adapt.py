@@ -46,6 +46,7 @@ import numpy as np
 
 from lens_rag.documents import Document
 from lens_rag.errors import ConfigurationError
+from lens_rag.training._common import peak_rss_mib
 from lens_rag.training.mining import MinedExample, mine_hard_negatives
 
 if TYPE_CHECKING:
@@ -178,12 +179,6 @@ class AdaptReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -324,28 +319,13 @@ def mine_examples(
 # ---------------------------------------------------------------------------------------- stage 4: training
 def _document_vectors(member: str, encoder: Any, docs: Sequence[Document], cache_dir: Path | None) -> Any:
     """The store-side vectors of `docs` from the original document encoder (through the embedding cache)."""
-    from lens_rag.indexing import EmbeddingCache
+    from lens_rag.indexing import EmbeddingCache, cached_vectors
+    from lens_rag.training._common import sparse_rows_to_csr
 
-    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    found = cache.lookup(encoder, docs) if cache is not None else {}
-    missing = [i for i in range(len(docs)) if i not in found]
-    if missing:
-        encode = encoder.encode_documents
-        vectors = encode([docs[i].content for i in missing])
-        if cache is not None:
-            cache.store(encoder, [docs[i] for i in missing], vectors)
-        found.update(zip(missing, vectors, strict=True))
-    ordered = [found[i] for i in range(len(docs))]
+    ordered = cached_vectors(encoder, docs, EmbeddingCache(cache_dir) if cache_dir is not None else None)
     if member == "dense":
         return np.asarray(ordered, dtype=np.float32)
-    import scipy.sparse as sp
-
-    dim = max((int(v.indices.max()) + 1 for v in ordered if len(v.indices)), default=1)
-    dim = max(dim, int(getattr(encoder, "dimension", dim)))
-    indptr = np.cumsum([0] + [len(v.indices) for v in ordered])
-    indices = np.concatenate([np.asarray(v.indices, np.int64) for v in ordered]) if ordered else np.zeros(0, np.int64)
-    values = np.concatenate([np.asarray(v.values, np.float32) for v in ordered]) if ordered else np.zeros(0, np.float32)
-    return sp.csr_matrix((values, indices, indptr), shape=(len(ordered), dim))
+    return sparse_rows_to_csr(ordered, int(encoder.dimension))
 
 
 def train_query_encoder(
@@ -522,7 +502,7 @@ def adapt_store(
         torch.set_num_threads(opts.threads)
 
     def stage(name: str, t0: float, **extra: Any) -> None:
-        report.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "peak_rss_mib": round(_peak_rss_mib())}
+        report.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "peak_rss_mib": round(peak_rss_mib())}
         report.stages[name].update(extra)
         logger.info("adapt: %s done in %.1f s", name, report.stages[name]["seconds"])
 

@@ -45,7 +45,6 @@ import hashlib
 import json
 import logging
 import math
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +57,7 @@ from torch import nn
 
 from lens_rag.documents import Document
 from lens_rag.errors import ConfigurationError, ModelLoadError
+from lens_rag.training._common import peak_rss_mib, sparse_rows_to_csr
 
 __all__ = [
     "ClusterHeadConfig",
@@ -220,10 +220,6 @@ class ClusterHeadReport:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
@@ -260,16 +256,6 @@ def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
-
-
-def _to_csr(vectors: Sequence[Any], dim: int) -> Any:
-    from scipy import sparse
-
-    indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(v.indices) for v in vectors])
-    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, np.int64)
-    data = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, np.float32)
-    return sparse.csr_matrix((data.astype(np.float32), indices.astype(np.int32), indptr), shape=(len(vectors), dim))
 
 
 def load_corpus(source: str | Path, *, progress: bool = True) -> list[Document]:
@@ -405,21 +391,13 @@ def _pseudo_queries(corpus: Sequence[Document], cfg: ClusterHeadConfig, work: Pa
 def _teacher_documents(model: str, corpus: Sequence[Document], cfg: ClusterHeadConfig, cache_dir: Path, progress: bool):
     """The full model's passage vectors, from (and into) the shared embedding cache."""
     from lens_rag.encoders.mlm import MLMSparseEncoder
-    from lens_rag.indexing import EmbeddingCache
+    from lens_rag.indexing import EmbeddingCache, IndexReport, cached_vectors
 
     teacher = MLMSparseEncoder(model, max_length=cfg.max_length, progress=progress)
-    cache = EmbeddingCache(cache_dir)
-    found = cache.lookup(teacher, corpus)
-    missing = [i for i in range(len(corpus)) if i not in found]
-    if missing:
-        logger.info("teacher: encoding %s of %s passages (%s cached)", len(missing), len(corpus), len(found))
-        for s in range(0, len(missing), 512):
-            part = missing[s : s + 512]
-            vectors = teacher.encode_documents([corpus[i].content for i in part])
-            cache.store(teacher, [corpus[i] for i in part], vectors)
-            found.update(zip(part, vectors, strict=True))
-    dim = teacher.dimension
-    return _to_csr([found[i] for i in range(len(corpus))], dim), teacher
+    report = IndexReport()
+    vectors = cached_vectors(teacher, corpus, EmbeddingCache(cache_dir), report)
+    logger.info("teacher: %s passages encoded, %s from the cache", report.encoded, report.cached)
+    return sparse_rows_to_csr(vectors, teacher.dimension), teacher
 
 
 def _teacher_queries(teacher: Any, queries: list[str], cfg: ClusterHeadConfig, work: Path) -> Any:
@@ -431,7 +409,7 @@ def _teacher_queries(teacher: Any, queries: list[str], cfg: ClusterHeadConfig, w
     if path.is_file():
         return sparse.load_npz(path)
     enc = MLMSparseEncoder(teacher.model, max_length=cfg.query_max_length, progress=teacher.progress)
-    matrix = _to_csr(enc.encode_documents(queries), teacher.dimension)
+    matrix = sparse_rows_to_csr(enc.encode_documents(queries), teacher.dimension)
     tmp = path.with_name(path.name + ".tmp.npz")
     sparse.save_npz(tmp, matrix)
     tmp.replace(path)
@@ -731,7 +709,7 @@ def train_cluster_head(
         "first_loss": report.first_loss,
         "last_loss": report.last_loss,
         "seconds": report.seconds,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "torch_threads": torch.get_num_threads(),
     }
     head_info = {"trained": report.steps > 0, "head": "trained" if cfg.train_head else "frozen (k-means centroids)",
@@ -739,7 +717,7 @@ def train_cluster_head(
     _save_clustered_mlm(student, tokenizer, head, out_dir, model, cfg.max_length, head_info, {"training": training})
     report.seconds["save"] = time.perf_counter() - t
     report.seconds["total"] = time.perf_counter() - started
-    report.peak_rss_mib = _peak_rss_mib()
+    report.peak_rss_mib = peak_rss_mib()
     logger.info(
         "trained %s-cluster head: %s steps (%s), loss %.4f -> %.4f, saved to %s",
         cfg.n_clusters, report.steps, report.stopped_by, report.first_loss, report.last_loss, out_dir,
